@@ -1,0 +1,3 @@
+from recalld.cli import main
+
+raise SystemExit(main())

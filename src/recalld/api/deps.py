@@ -1,0 +1,72 @@
+"""Request dependencies: the services container and who is calling."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Header, Request
+
+from recalld import ids
+from recalld.errors import InvalidInput, Unauthorized
+from recalld.services.agents import AgentService
+from recalld.services.blocks import BlockService
+from recalld.services.caller import Caller
+from recalld.services.models import ModelResolver
+from recalld.services.orgs import OrgService
+from recalld.services.tools import ToolService
+from recalld.settings import Settings
+from recalld.store.router import StoreRouter
+
+DEFAULT_CALLER = Caller(org_id=ids.DEFAULT_ORG_ID, user_id=ids.DEFAULT_USER_ID)
+# A key found valid is trusted this long without another lookup (a revocation takes effect within it).
+KEY_CACHE_TTL_S = 30.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    router: StoreRouter
+    http: httpx.AsyncClient
+    models: ModelResolver
+    agents: AgentService
+    blocks: BlockService
+    tools: ToolService
+    orgs: OrgService
+    key_cache: dict[str, tuple[float, Caller]]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_caller(
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """Resolve the organization before any handler runs (contract R18)."""
+    if user_id is not None and not ids.is_valid("user", user_id):
+        raise InvalidInput(f"INVALID_ARGUMENT: Invalid user ID format: {user_id[:80]}")
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("Unauthorized: expected 'Authorization: Bearer <api key>'")
+        key = key.strip()
+        cached = services.key_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        caller = await services.orgs.caller_for_key(key)
+        services.key_cache[key] = (time.monotonic() + KEY_CACHE_TTL_S, caller)
+        return caller
+    if services.settings.auth == "required":
+        raise Unauthorized("Unauthorized: an API key is required (Authorization: Bearer <key>)")
+    return DEFAULT_CALLER
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,112 @@
+"""All of recalld's configuration in one typed object, read once at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str, *letta_names: str) -> AliasChoices:
+    """Accept RECALLD_<NAME> and, where Letta had one, its variable name too."""
+    return AliasChoices(f"RECALLD_{name}", f"recalld_{name.lower()}", *letta_names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECALLD_", extra="ignore", populate_by_name=True)
+
+    # Where the embedded SQLite file lives (and anything else local).
+    dir: Path = Field(default=Path("~/.recalld"), validation_alias=_env("DIR"))
+
+    # PostgreSQL: primary URI, optional replicas (read/write splitting) and pool settings.
+    pg_uri: str | None = Field(default=None, validation_alias=_env("PG_URI", "LETTA_PG_URI"))
+    pg_replica_uris: list[str] = Field(default_factory=list, validation_alias=_env("PG_REPLICA_URIS"))
+    pg_pool_size: int = Field(default=25, ge=1, validation_alias=_env("PG_POOL_SIZE", "LETTA_PG_POOL_SIZE"))
+    pg_max_overflow: int = Field(
+        default=10, ge=0, validation_alias=_env("PG_MAX_OVERFLOW", "LETTA_PG_MAX_OVERFLOW")
+    )
+    pg_pool_timeout: float = Field(
+        default=30.0, gt=0, validation_alias=_env("PG_POOL_TIMEOUT", "LETTA_PG_POOL_TIMEOUT")
+    )
+    pg_pool_recycle: int = Field(
+        default=1800, validation_alias=_env("PG_POOL_RECYCLE", "LETTA_PG_POOL_RECYCLE")
+    )
+    pg_pool_pre_ping: bool = Field(default=True, validation_alias=_env("PG_POOL_PRE_PING", "LETTA_POOL_PRE_PING"))
+    # Off means NullPool and no prepared-statement caches: what PgBouncer's transaction mode needs.
+    disable_pooling: bool = Field(
+        default=False, validation_alias=_env("DISABLE_POOLING", "LETTA_DISABLE_SQLALCHEMY_POOLING")
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    lease_ttl_s: float = Field(default=30.0, gt=0, validation_alias=_env("LEASE_TTL"))
+    lease_wait_s: float = Field(default=30.0, ge=0, validation_alias=_env("LEASE_WAIT"))
+
+    # Memory limits.
+    core_memory_block_char_limit: int = Field(
+        default=20_000, ge=1, validation_alias=_env("CORE_MEMORY_BLOCK_CHAR_LIMIT")
+    )
+    archival_memory_token_limit: int = Field(
+        default=8192, ge=1, validation_alias=_env("ARCHIVAL_MEMORY_TOKEN_LIMIT", "LETTA_ARCHIVAL_MEMORY_TOKEN_LIMIT")
+    )
+
+    # Models.
+    default_llm_handle: str | None = Field(
+        default=None, validation_alias=_env("DEFAULT_LLM_HANDLE", "LETTA_DEFAULT_LLM_HANDLE")
+    )
+    default_embedding: str = Field(
+        default="local/all-minilm-l6-v2",
+        validation_alias=_env("DEFAULT_EMBEDDING", "LETTA_DEFAULT_EMBEDDING_HANDLE"),
+    )
+    compaction_model: str | None = Field(default=None, validation_alias=_env("COMPACTION_MODEL"))
+    llm_timeout_s: float = Field(
+        default=60.0, gt=0, validation_alias=_env("LLM_TIMEOUT", "LETTA_LLM_REQUEST_TIMEOUT_SECONDS")
+    )
+
+    # Provider keys and endpoints carry no prefix, as in Letta.
+    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "OPENAI_API_BASE")
+    )
+    anthropic_api_key: str | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com/v1", validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+    ollama_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_BASE_URL"))
+    vllm_api_base: str | None = Field(default=None, validation_alias=AliasChoices("VLLM_API_BASE"))
+
+    # Access: "off" serves keyless requests as the default organization; "required" demands a key.
+    auth: Literal["off", "required"] = Field(default="off", validation_alias=_env("AUTH"))
+    cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
+
+    otel_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("RECALLD_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS"))
+    log_level: str = Field(default="info", validation_alias=_env("LOG_LEVEL"))
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir.expanduser()
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the primary database, with the async driver."""
+        if self.pg_uri:
+            return to_asyncpg_url(self.pg_uri)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'recalld.db'}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return bool(self.pg_uri)
+
+
+def to_asyncpg_url(uri: str) -> str:
+    """Normalise postgres:// and postgresql:// URIs to SQLAlchemy's asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if uri.startswith(prefix):
+            return "postgresql+asyncpg://" + uri[len(prefix):]
+    return uri

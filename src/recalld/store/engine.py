@@ -1,0 +1,55 @@
+"""Building SQLAlchemy engines from settings: pool settings for PostgreSQL, pragmas for SQLite."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from recalld.settings import Settings, to_asyncpg_url
+
+
+def make_pg_engine(uri: str, settings: Settings) -> AsyncEngine:
+    """An asyncpg engine; with pooling off it keeps no connections and no prepared statements,
+    which is what PgBouncer in transaction mode needs."""
+    url = to_asyncpg_url(uri)
+    if settings.disable_pooling:
+        return create_async_engine(
+            url,
+            poolclass=NullPool,
+            connect_args={"statement_cache_size": 0, "prepared_statement_cache_size": 0},
+        )
+    return create_async_engine(
+        url,
+        pool_size=settings.pg_pool_size,
+        max_overflow=settings.pg_max_overflow,
+        pool_timeout=settings.pg_pool_timeout,
+        pool_recycle=settings.pg_pool_recycle,
+        pool_pre_ping=settings.pg_pool_pre_ping,
+        pool_use_lifo=True,
+        connect_args={"timeout": settings.pg_pool_timeout},
+    )
+
+
+def make_sqlite_engine(settings: Settings) -> AsyncEngine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(settings.database_url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the one writer; busy_timeout makes other processes
+        # (recalld migrate, recalld keys) wait instead of failing with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    if settings.pg_uri:
+        return make_pg_engine(settings.pg_uri, settings)
+    return make_sqlite_engine(settings)

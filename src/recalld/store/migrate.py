@@ -1,0 +1,58 @@
+"""Applying the schema: one Alembic history for SQLite and PostgreSQL, run exactly once however many
+instances start together (a PostgreSQL advisory lock queues the others until it is done)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any constant works; it only has to be the same in every instance.
+_MIGRATION_LOCK_KEY = 0x7265_6361_6C6C64  # "recalld"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _upgrade(sync_connection) -> None:  # noqa: ANN001
+    current = MigrationContext.configure(sync_connection).get_current_revision()
+    head = head_revision()
+    if current == head:
+        return
+    log.info("migrating database from %s to %s", current, head)
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sync_connection
+    command.upgrade(cfg, "head")
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Bring the database to the newest schema; safe to call from many processes at once."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            await conn.commit()
+            try:
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                await conn.commit()
+        else:
+            await conn.run_sync(_upgrade)
+            await conn.commit()

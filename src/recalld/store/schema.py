@@ -1,0 +1,241 @@
+"""The tables. Every table carries organization_id and every key that identifies a row starts with it,
+so a table can be distributed (sharded) by organization without changing a constraint."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from recalld.store.types import JSONType, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(64)
+
+
+def _stamps() -> list[Column]:
+    return [
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+
+
+# A reference table: small, read by every shard; its name is unique across the whole deployment.
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("organization_id", ID, primary_key=True),
+    Column("name", String(255), nullable=False),
+    *_stamps(),
+    UniqueConstraint("name"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("name", String(255), nullable=False),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(["organization_id"], ["organizations.organization_id"], ondelete="CASCADE"),
+)
+
+# Keys name their organization in clear text (so the router can find its shard) and are stored hashed.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("key_hash", String(128), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "key_hash"),
+    ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"], ondelete="CASCADE"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("agent_type", String(64), nullable=False),
+    Column("system", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    Column("llm_config", JSONType, nullable=False),
+    Column("embedding_config", JSONType, nullable=True),
+    Column("model_settings", JSONType, nullable=True),
+    Column("compaction_settings", JSONType, nullable=True),
+    Column("response_format", JSONType, nullable=True),
+    Column("tool_rules", JSONType, nullable=False),
+    Column("message_buffer_autoclear", Boolean, nullable=False, default=False),
+    Column("timezone", String(64), nullable=False),
+    Column("hidden", Boolean, nullable=True),
+    Column("project_id", String(128), nullable=True),
+    Column("template_id", String(128), nullable=True),
+    Column("base_template_id", String(128), nullable=True),
+    Column("enable_sleeptime", Boolean, nullable=True),
+    Column("secrets", JSONType, nullable=True),
+    Column("max_files_open", Integer, nullable=True),
+    Column("per_file_view_window_char_limit", Integer, nullable=True),
+    # The fence: the highest message sequence number committed for this agent (ARCHITECTURE.md).
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    # The in-context window: system message, then the summary (if any), then seq >= context_start_seq.
+    Column("system_message_id", ID, nullable=True),
+    Column("summary_message_id", ID, nullable=True),
+    Column("context_start_seq", BigInteger, nullable=False, default=1),
+    Column("last_run_completion", UTCDateTime(), nullable=True),
+    Column("last_run_duration_ms", BigInteger, nullable=True),
+    Column("last_stop_reason", String(64), nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    Index(None, "organization_id", "created_at", "id"),
+    Index(None, "organization_id", "name"),
+)
+
+agent_tags = Table(
+    "agent_tags",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("tag", String(512), nullable=False),
+    PrimaryKeyConstraint("organization_id", "agent_id", "tag"),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    Index(None, "organization_id", "tag"),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("label", String(512), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("limit", Integer, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("read_only", Boolean, nullable=False, default=False),
+    Column("metadata", JSONType, nullable=True),
+    Column("tags", JSONType, nullable=True),
+    Column("hidden", Boolean, nullable=True),
+    Column("is_template", Boolean, nullable=False, default=False),
+    Column("template_name", String(512), nullable=True),
+    Column("project_id", String(128), nullable=True),
+    Column("template_id", String(128), nullable=True),
+    Column("base_template_id", String(128), nullable=True),
+    Column("deployment_id", String(128), nullable=True),
+    Column("entity_id", String(128), nullable=True),
+    Column("preserve_on_migration", Boolean, nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    Index(None, "organization_id", "created_at", "id"),
+    Index(None, "organization_id", "label"),
+)
+
+# The label is copied here so that "one block per label per agent" is a constraint, not a hope.
+agent_blocks = Table(
+    "agent_blocks",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("block_id", ID, nullable=False),
+    Column("label", String(512), nullable=False),
+    PrimaryKeyConstraint("organization_id", "agent_id", "block_id"),
+    UniqueConstraint("organization_id", "agent_id", "label"),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["organization_id", "block_id"], ["blocks.organization_id", "blocks.id"], ondelete="CASCADE"),
+    Index(None, "organization_id", "block_id"),
+)
+
+tools = Table(
+    "tools",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("tool_type", String(64), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("source_type", String(32), nullable=True),
+    Column("source_code", Text, nullable=True),
+    Column("json_schema", JSONType, nullable=True),
+    Column("args_json_schema", JSONType, nullable=True),
+    Column("return_char_limit", Integer, nullable=False),
+    Column("pip_requirements", JSONType, nullable=True),
+    Column("npm_requirements", JSONType, nullable=True),
+    Column("default_requires_approval", Boolean, nullable=True),
+    Column("enable_parallel_execution", Boolean, nullable=True),
+    Column("tags", JSONType, nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    Column("project_id", String(128), nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "name"),
+    Index(None, "organization_id", "created_at", "id"),
+)
+
+agent_tools = Table(
+    "agent_tools",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("tool_id", ID, nullable=False),
+    PrimaryKeyConstraint("organization_id", "agent_id", "tool_id"),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["organization_id", "tool_id"], ["tools.organization_id", "tools.id"], ondelete="CASCADE"),
+    Index(None, "organization_id", "tool_id"),
+)
+
+# The history. (agent_id, seq) is the cursor of every page: any depth is an index range read.
+messages = Table(
+    "messages",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", JSONType, nullable=True),
+    Column("name", String(255), nullable=True),
+    Column("tool_calls", JSONType, nullable=True),
+    Column("tool_call_id", String(255), nullable=True),
+    Column("tool_returns", JSONType, nullable=True),
+    Column("otid", String(64), nullable=True),
+    Column("sender_id", String(128), nullable=True),
+    Column("run_id", ID, nullable=True),
+    Column("step_id", ID, nullable=True),
+    Column("model", String(255), nullable=True),
+    Column("is_err", Boolean, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "agent_id", "seq"),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+)

@@ -1,0 +1,116 @@
+"""Real things for tests: a recalld server subprocess on a free port, fresh PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PG_ADMIN_URI = os.environ.get("RECALLD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", PG_ADMIN_URI, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True, capture_output=True
+    )
+
+
+def create_pg_database() -> str:
+    """A fresh database for one test session; returns its URI."""
+    name = f"recalld_test_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(uri: str) -> None:
+    name = uri.rsplit("/", 1)[1]
+    _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class RecalldServer:
+    """`recalld serve` in a subprocess; stop() ends it and keeps its log for failed tests."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run another `recalld` command against the same database."""
+        return subprocess.run(
+            [sys.executable, "-m", "recalld", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def start(self, log_dir: Path) -> RecalldServer:
+        self.log_path = log_dir / f"recalld-{self.port}.log"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "recalld", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"recalld exited at start:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/health/", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"recalld did not become healthy:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def server_env(
+    tmp_dir: Path, *, pg_uri: str | None, openai_base_url: str | None, **extra: str
+) -> dict[str, str]:
+    """A clean environment: nothing of the developer's own Letta/OpenAI settings leaks in."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECALLD_", "LETTA_", "OPENAI_", "ANTHROPIC_", "OLLAMA_", "VLLM_", "OTEL_"))
+    }
+    env["RECALLD_DIR"] = str(tmp_dir)
+    env["RECALLD_LOG_LEVEL"] = "warning"
+    if pg_uri:
+        env["RECALLD_PG_URI"] = pg_uri
+    if openai_base_url:
+        env["OPENAI_BASE_URL"] = openai_base_url
+        env["OPENAI_API_KEY"] = "sk-test"
+    env.update(extra)
+    return env
