@@ -107,6 +107,7 @@ def server_env(
     }
     env["RECALLD_DIR"] = str(tmp_dir)
     env["RECALLD_LOG_LEVEL"] = "warning"
+    env["PYTHONUNBUFFERED"] = "1"
     if pg_uri:
         env["RECALLD_PG_URI"] = pg_uri
     if openai_base_url:

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
 from recalld.api import agents, blocks, errors, health, models, tools, unsupported
 from recalld.api.deps import Services
+from recalld.api.params import reject_repeated_scalars
 from recalld.llm.catalog import ModelCatalog
 from recalld.services.agents import AgentService
 from recalld.services.blocks import BlockService
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A Letta-compatible server for stateful LLM agents.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_repeated_scalars)],
     )
     errors.install(app)
     for module in (health, agents, blocks, tools, models, unsupported):

@@ -48,7 +48,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def get_caller(
     services: ServicesDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    user_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+    user_id: Annotated[str | None, Header(convert_underscores=False, include_in_schema=False)] = None,
 ) -> Caller:
     """Resolve the organization before any handler runs (contract R18)."""
     if user_id is not None and not ids.is_valid("user", user_id):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from recalld.api.schemas.types import clean_text
@@ -34,3 +35,31 @@ def split_csv(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+async def reject_repeated_scalars(request: Request) -> None:
+    """A scalar query parameter given twice is ambiguous input: 422, instead of silently taking one (R5)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    errors = []
+    for param in _all_query_params(dependant):
+        if len(request.query_params.getlist(param.alias)) > 1 and not _is_sequence(param):
+            errors.append({"type": "repeated_scalar", "loc": ("query", param.alias),
+                           "msg": "given more than once, but takes a single value", "input": None})
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _all_query_params(dependant):
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _all_query_params(sub)
+
+
+def _is_sequence(param) -> bool:
+    annotation = param.field_info.annotation
+    return get_origin(annotation) in (list, tuple, set) or any(
+        get_origin(arg) in (list, tuple, set) for arg in get_args(annotation)
+    )

@@ -154,12 +154,13 @@ class BlockService:
             if needle:
                 filters.append(sa.func.lower(column).contains(needle.lower(), autoescape=True))
         count = blocks_store.attached_count(caller.org_id)
+        # Bound as BIGINT: PostgreSQL would otherwise type the parameter like count(), an int4.
         if connected_gt is not None:
-            filters.append(count > connected_gt)
+            filters.append(count > sa.literal(connected_gt, sa.BigInteger))
         if connected_lt is not None:
-            filters.append(count < connected_lt)
+            filters.append(count < sa.literal(connected_lt, sa.BigInteger))
         if connected_eq is not None:
-            filters.append(count == connected_eq)
+            filters.append(count == sa.literal(connected_eq, sa.BigInteger))
         wanted = set(tags or [])
         async with self.router.read(caller.org_id) as conn:
             if not wanted:
