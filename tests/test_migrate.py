@@ -35,6 +35,7 @@ def _inspect(url: str):
         engine = create_async_engine(url)
         try:
             async with engine.connect() as conn:
+
                 def collect(sync_conn):
                     insp = sa.inspect(sync_conn)
                     out = {}
@@ -47,19 +48,30 @@ def _inspect(url: str):
                             "uniques": [u["column_names"] for u in insp.get_unique_constraints(table)],
                             "indexes": [i["column_names"] for i in insp.get_indexes(table)],
                         }
-                    version = sync_conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+                    version = sync_conn.execute(
+                        sa.text("SELECT version_num FROM alembic_version")
+                    ).scalar_one()
                     return out, version
+
                 return await conn.run_sync(collect)
         finally:
             await engine.dispose()
+
     return asyncio.run(run())
 
 
 def test_concurrent_migrations_run_once_and_reach_head(database, tmp_path):
     url, pg_uri = database
     env = _migrate_env(tmp_path, pg_uri)
-    procs = [subprocess.Popen([sys.executable, "-m", "recalld", "migrate"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "recalld", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     results = [p.wait(timeout=120) for p in procs]
     assert results == [0, 0, 0], [p.stderr.read().decode()[-2000:] for p in procs]
     _, version = _inspect(url)
@@ -68,8 +80,12 @@ def test_concurrent_migrations_run_once_and_reach_head(database, tmp_path):
 
 def test_every_key_starts_with_organization_id(database, tmp_path):
     url, pg_uri = database
-    subprocess.run([sys.executable, "-m", "recalld", "migrate"], env=_migrate_env(tmp_path, pg_uri), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "recalld", "migrate"],
+        env=_migrate_env(tmp_path, pg_uri),
+        check=True,
+        capture_output=True,
+    )
     tables, _ = _inspect(url)
     assert {"agents", "blocks", "tools", "messages", "users", "api_keys"} <= set(tables)
     for name, table in tables.items():

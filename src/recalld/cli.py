@@ -58,7 +58,9 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             await orgs.bootstrap()
             if args.keys_command == "create":
                 key = await orgs.create_key(args.org, args.user, args.name)
-                print(f"organization: {key.org_id}\nuser: {key.user_id}\nkey id: {key.key_id}", file=sys.stderr)
+                print(
+                    f"organization: {key.org_id}\nuser: {key.user_id}\nkey id: {key.key_id}", file=sys.stderr
+                )
                 print(key.key)
             else:
                 await orgs.revoke_key(args.org, args.key_id)
@@ -74,7 +76,9 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recalld", description="A Letta-compatible server for stateful agents.")
+    parser = argparse.ArgumentParser(
+        prog="recalld", description="A Letta-compatible server for stateful agents."
+    )
     parser.add_argument("--version", action="version", version=f"recalld {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -82,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8283)
     serve.add_argument(
-        "--forwarded-allow-ips", default="127.0.0.1",
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
         help="proxies whose X-Forwarded-* headers are trusted (comma-separated, or *)",
     )
     serve.set_defaults(handler=_serve)
@@ -92,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key (and the organization when new); prints it once")
+    create = keys_sub.add_parser(
+        "create", help="create a key (and the organization when new); prints it once"
+    )
     create.add_argument("--org", required=True, help="organization name")
     create.add_argument("--user", default=None, help="user name within the organization")
     create.add_argument("--name", default=None, help="a label for the key")

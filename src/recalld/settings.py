@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     pg_pool_recycle: int = Field(
         default=1800, validation_alias=_env("PG_POOL_RECYCLE", "LETTA_PG_POOL_RECYCLE")
     )
-    pg_pool_pre_ping: bool = Field(default=True, validation_alias=_env("PG_POOL_PRE_PING", "LETTA_POOL_PRE_PING"))
+    pg_pool_pre_ping: bool = Field(
+        default=True, validation_alias=_env("PG_POOL_PRE_PING", "LETTA_POOL_PRE_PING")
+    )
     # Off means NullPool and no prepared-statement caches: what PgBouncer's transaction mode needs.
     disable_pooling: bool = Field(
         default=False, validation_alias=_env("DISABLE_POOLING", "LETTA_DISABLE_SQLALCHEMY_POOLING")
@@ -48,7 +50,9 @@ class Settings(BaseSettings):
         default=20_000, ge=1, validation_alias=_env("CORE_MEMORY_BLOCK_CHAR_LIMIT")
     )
     archival_memory_token_limit: int = Field(
-        default=8192, ge=1, validation_alias=_env("ARCHIVAL_MEMORY_TOKEN_LIMIT", "LETTA_ARCHIVAL_MEMORY_TOKEN_LIMIT")
+        default=8192,
+        ge=1,
+        validation_alias=_env("ARCHIVAL_MEMORY_TOKEN_LIMIT", "LETTA_ARCHIVAL_MEMORY_TOKEN_LIMIT"),
     )
 
     # Models.
@@ -108,5 +112,5 @@ def to_asyncpg_url(uri: str) -> str:
     """Normalise postgres:// and postgresql:// URIs to SQLAlchemy's asyncpg dialect."""
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
         if uri.startswith(prefix):
-            return "postgresql+asyncpg://" + uri[len(prefix):]
+            return "postgresql+asyncpg://" + uri[len(prefix) :]
     return uri

@@ -34,7 +34,10 @@ def test_create_default_agent_is_letta_v1_with_base_tools_and_one_system_message
 def test_create_with_memory_blocks_renders_them_into_the_system_message(client, server):
     agent = client.agents.create(
         model=MODEL,
-        memory_blocks=[{"label": "human", "value": "Name: Ada"}, {"label": "persona", "value": "I am terse."}],
+        memory_blocks=[
+            {"label": "human", "value": "Name: Ada"},
+            {"label": "persona", "value": "I am terse."},
+        ],
     )
     assert {b.label: b.value for b in agent.memory.blocks} == {"human": "Name: Ada", "persona": "I am terse."}
     assert all(b.limit == 20_000 for b in agent.blocks)
@@ -80,8 +83,12 @@ def test_create_with_all_fields_keeps_them(client):
 
 def test_create_with_llm_config_instead_of_handle(client):
     agent = client.agents.create(
-        llm_config={"model": "my-model", "model_endpoint_type": "openai", "context_window": 4096,
-                    "model_endpoint": "http://127.0.0.1:1/v1"},
+        llm_config={
+            "model": "my-model",
+            "model_endpoint_type": "openai",
+            "context_window": 4096,
+            "model_endpoint": "http://127.0.0.1:1/v1",
+        },
     )
     assert agent.llm_config.model == "my-model"
     assert agent.llm_config.context_window == 4096
@@ -133,7 +140,9 @@ def test_create_with_unknown_block_or_tool_id_is_404(client):
 def test_create_with_two_blocks_of_one_label_is_409(client):
     block = client.blocks.create(label="human", value="x")
     with pytest.raises(ConflictError):
-        client.agents.create(model=MODEL, memory_blocks=[{"label": "human", "value": "y"}], block_ids=[block.id])
+        client.agents.create(
+            model=MODEL, memory_blocks=[{"label": "human", "value": "y"}], block_ids=[block.id]
+        )
 
 
 def test_create_with_block_over_limit_is_rejected_and_stores_nothing(client):
@@ -141,7 +150,8 @@ def test_create_with_block_over_limit_is_rejected_and_stores_nothing(client):
     before = client.blocks.list(label_search="overlimit-block", limit=1000).items
     with pytest.raises(BadRequestError) as e:
         client.agents.create(
-            name=name, model=MODEL,
+            name=name,
+            model=MODEL,
             memory_blocks=[{"label": "overlimit-block", "value": "x" * 20_001}],
         )
     detail = e.value.body["detail"]
@@ -268,7 +278,9 @@ def test_update_tags_tools_and_blocks_replace_the_sets(client):
     agent = client.agents.create(model=MODEL, tags=["old"], memory_blocks=[{"label": "human", "value": "h"}])
     block = client.blocks.create(label="notes", value="n")
     search = next(iter(client.tools.list(name="archival_memory_search")))
-    updated = client.agents.update(agent.id, tags=["new1", "new2"], tool_ids=[search.id], block_ids=[block.id])
+    updated = client.agents.update(
+        agent.id, tags=["new1", "new2"], tool_ids=[search.id], block_ids=[block.id]
+    )
     assert sorted(updated.tags) == ["new1", "new2"]
     assert [t.name for t in updated.tools] == ["archival_memory_search"]
     assert [b.label for b in updated.blocks] == ["notes"]

@@ -13,7 +13,9 @@ from tests.servers import RecalldServer, create_pg_database, drop_pg_database, s
 def locked_server(request, tmp_path_factory, fake_openai):
     tmp = tmp_path_factory.mktemp("auth")
     pg_uri = create_pg_database() if request.param == "postgres" else None
-    srv = RecalldServer(env=server_env(tmp, pg_uri=pg_uri, openai_base_url=fake_openai.base_url, RECALLD_AUTH="required"))
+    srv = RecalldServer(
+        env=server_env(tmp, pg_uri=pg_uri, openai_base_url=fake_openai.base_url, RECALLD_AUTH="required")
+    )
     srv.start(tmp)
     yield srv
     srv.stop()
@@ -32,11 +34,19 @@ def test_health_and_readiness_need_no_key(locked_server):
 
 
 def test_keys_of_two_organizations_see_only_their_own(locked_server):
-    acme = Letta(base_url=locked_server.url, api_key=locked_server.cli("keys", "create", "--org", "acme").stdout.strip(),
-                 max_retries=0)
-    globex = Letta(base_url=locked_server.url,
-                   api_key=locked_server.cli("keys", "create", "--org", "globex").stdout.strip(), max_retries=0)
-    agent = acme.agents.create(model="openai/gpt-4o-mini", memory_blocks=[{"label": "human", "value": "acme"}])
+    acme = Letta(
+        base_url=locked_server.url,
+        api_key=locked_server.cli("keys", "create", "--org", "acme").stdout.strip(),
+        max_retries=0,
+    )
+    globex = Letta(
+        base_url=locked_server.url,
+        api_key=locked_server.cli("keys", "create", "--org", "globex").stdout.strip(),
+        max_retries=0,
+    )
+    agent = acme.agents.create(
+        model="openai/gpt-4o-mini", memory_blocks=[{"label": "human", "value": "acme"}]
+    )
     assert [a.id for a in acme.agents.list()] == [agent.id]
     assert globex.agents.list().items == []
     with pytest.raises(NotFoundError):
@@ -50,12 +60,20 @@ def test_keys_of_two_organizations_see_only_their_own(locked_server):
 
 
 def test_second_user_of_an_organization_shares_its_agents(locked_server):
-    first = Letta(base_url=locked_server.url,
-                  api_key=locked_server.cli("keys", "create", "--org", "shared", "--user", "ann").stdout.strip(),
-                  max_retries=0)
-    second = Letta(base_url=locked_server.url,
-                   api_key=locked_server.cli("keys", "create", "--org", "shared", "--user", "bob").stdout.strip(),
-                   max_retries=0)
+    first = Letta(
+        base_url=locked_server.url,
+        api_key=locked_server.cli("keys", "create", "--org", "shared", "--user", "ann").stdout.strip(),
+        max_retries=0,
+    )
+    second = Letta(
+        base_url=locked_server.url,
+        api_key=locked_server.cli("keys", "create", "--org", "shared", "--user", "bob").stdout.strip(),
+        max_retries=0,
+    )
     agent = first.agents.create(model="openai/gpt-4o-mini")
     got = second.agents.retrieve(agent.id)
-    assert got.created_by_id == agent.created_by_id != second.agents.update(agent.id, description="x").last_updated_by_id
+    assert (
+        got.created_by_id
+        == agent.created_by_id
+        != second.agents.update(agent.id, description="x").last_updated_by_id
+    )

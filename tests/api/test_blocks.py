@@ -25,20 +25,31 @@ def system_text(server, agent_id: str) -> str:
     from recalld.store.router import StoreRouter
 
     async def read() -> str:
-        settings = Settings(_env_file=None, **{
-            "RECALLD_DIR": server.env["RECALLD_DIR"], "RECALLD_PG_URI": server.env.get("RECALLD_PG_URI"),
-        })
+        settings = Settings(
+            _env_file=None,
+            **{
+                "RECALLD_DIR": server.env["RECALLD_DIR"],
+                "RECALLD_PG_URI": server.env.get("RECALLD_PG_URI"),
+            },
+        )
         router = StoreRouter(settings)
         try:
             async with router.read("") as conn:
-                row = (await conn.execute(sa.text(
-                    "SELECT m.content FROM messages m JOIN agents a ON a.system_message_id = m.id "
-                    "AND a.organization_id = m.organization_id WHERE a.id = :a"), {"a": agent_id})).first()
+                row = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT m.content FROM messages m JOIN agents a ON a.system_message_id = m.id "
+                            "AND a.organization_id = m.organization_id WHERE a.id = :a"
+                        ),
+                        {"a": agent_id},
+                    )
+                ).first()
         finally:
             await router.dispose()
         content = row[0]
         if isinstance(content, str):
             import json
+
             content = json.loads(content)
         return content[0]["text"]
 

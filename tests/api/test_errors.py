@@ -13,8 +13,12 @@ MODEL = "openai/gpt-4o-mini"
 
 
 def post_raw(server, path: str, body: bytes, **headers: str) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", content=body, headers={"content-type": "application/json", **headers},
-                      timeout=10)
+    return httpx.post(
+        f"{server.url}{path}",
+        content=body,
+        headers={"content-type": "application/json", **headers},
+        timeout=10,
+    )
 
 
 def agent_count(server) -> int:
@@ -63,7 +67,9 @@ def test_nul_byte_in_query_is_422(server):
 
 
 def test_huge_integer_in_filter_is_not_500(server):
-    r = httpx.get(f"{server.url}/v1/blocks/", params={"connected_to_agents_count_gt": str(10**30)}, timeout=10)
+    r = httpx.get(
+        f"{server.url}/v1/blocks/", params={"connected_to_agents_count_gt": str(10**30)}, timeout=10
+    )
     assert r.status_code in (200, 422)
     r = httpx.get(f"{server.url}/v1/agents/", params={"limit": str(10**30)}, timeout=10)
     assert r.status_code == 200

@@ -16,7 +16,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 
-
 @schemathesis.check
 def wrong_body_is_rejected(ctx, response, case):
     """Schema-violating JSON bodies must be refused (R5). Query and path values are left out: on the wire

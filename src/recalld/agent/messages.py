@@ -67,23 +67,45 @@ def login_event(now: datetime, timezone: str | None) -> str:
     )
 
 
-def memgpt_boot_messages(org_id: str, agent_id: str, first_seq: int, now: datetime, timezone: str | None) -> list[dict]:
+def memgpt_boot_messages(
+    org_id: str, agent_id: str, first_seq: int, now: datetime, timezone: str | None
+) -> list[dict]:
     """The boot step memgpt-style agents start with: a send_message call, its return, a login event."""
     call_id = str(uuid.uuid4())
     common = {"org_id": org_id, "agent_id": agent_id, "created_at": now}
     return [
         message_row(
-            **common, seq=first_seq, role="assistant",
+            **common,
+            seq=first_seq,
+            role="assistant",
             text="Bootup sequence complete. Persona activated. Testing messaging functionality.",
-            tool_calls=[{
-                "id": call_id, "type": "function",
-                "function": {"name": "send_message", "arguments": json.dumps({"message": "More human than human is our motto."})},
-            }],
+            tool_calls=[
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": "send_message",
+                        "arguments": json.dumps({"message": "More human than human is our motto."}),
+                    },
+                }
+            ],
         ),
         message_row(
-            **common, seq=first_seq + 1, role="tool", name="send_message", tool_call_id=call_id,
+            **common,
+            seq=first_seq + 1,
+            role="tool",
+            name="send_message",
+            tool_call_id=call_id,
             text=pack_tool_result(True, "None", now, timezone),
-            tool_returns=[{"tool_call_id": call_id, "status": "success", "func_response": "None", "stdout": None, "stderr": None}],
+            tool_returns=[
+                {
+                    "tool_call_id": call_id,
+                    "status": "success",
+                    "func_response": "None",
+                    "stdout": None,
+                    "stderr": None,
+                }
+            ],
         ),
         message_row(**common, seq=first_seq + 2, role="user", text=login_event(now, timezone)),
     ]

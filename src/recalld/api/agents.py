@@ -51,9 +51,19 @@ async def list_agents(
     return await services.agents.list(
         caller,
         include=normalize_includes(include, include_relationships),
-        name=name, tags=tags, match_all_tags=match_all_tags, query_text=query_text, project_id=project_id,
-        template_id=template_id, base_template_id=base_template_id, last_stop_reason=last_stop_reason,
-        created_by_id=created_by_id, before=before, after=after, limit=limit, ascending=asc,
+        name=name,
+        tags=tags,
+        match_all_tags=match_all_tags,
+        query_text=query_text,
+        project_id=project_id,
+        template_id=template_id,
+        base_template_id=base_template_id,
+        last_stop_reason=last_stop_reason,
+        created_by_id=created_by_id,
+        before=before,
+        after=after,
+        limit=limit,
+        ascending=asc,
         order_by=order_by or sort_by or "created_at",
     )
 
@@ -73,11 +83,15 @@ async def retrieve_agent(
     include_relationships: QTextList = None,
 ) -> dict:
     """An agent; blocks, tools and tags only when `include` asks for them (as Letta does for 1.x clients)."""
-    return await services.agents.retrieve(caller, agent_id, normalize_includes(include, include_relationships))
+    return await services.agents.retrieve(
+        caller, agent_id, normalize_includes(include, include_relationships)
+    )
 
 
 @router.patch("/{agent_id}", response_model=AgentState, responses=error_responses(400, 404, 409))
-async def modify_agent(agent_id: AgentId, body: AgentUpdate, caller: CallerDep, services: ServicesDep) -> dict:
+async def modify_agent(
+    agent_id: AgentId, body: AgentUpdate, caller: CallerDep, services: ServicesDep
+) -> dict:
     """Change the fields sent; nothing else."""
     return await services.agents.update(caller, agent_id, body.model_dump(exclude_unset=True))
 

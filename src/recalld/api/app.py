@@ -64,8 +64,13 @@ class _BodyTooLarge(Exception):
 
 async def _send_413(send: Send, max_bytes: int) -> None:
     body = b'{"detail":"Request body too large: the limit is %d bytes"}' % max_bytes
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -46,11 +46,23 @@ async def list_blocks(
     """All blocks of the organization, agents' blocks included; oldest first by default."""
     eq = connected_to_agents_count_eq[0] if connected_to_agents_count_eq else None
     return await services.blocks.list(
-        caller, label=label, templates_only=templates_only, name=name, tags=tags, match_all_tags=match_all_tags,
-        project_id=project_id, label_search=label_search, value_search=value_search,
-        description_search=description_search, connected_gt=_bounded(connected_to_agents_count_gt),
-        connected_lt=_bounded(connected_to_agents_count_lt), connected_eq=_bounded(eq),
-        before=before, after=after, limit=limit, ascending=order == "asc",
+        caller,
+        label=label,
+        templates_only=templates_only,
+        name=name,
+        tags=tags,
+        match_all_tags=match_all_tags,
+        project_id=project_id,
+        label_search=label_search,
+        value_search=value_search,
+        description_search=description_search,
+        connected_gt=_bounded(connected_to_agents_count_gt),
+        connected_lt=_bounded(connected_to_agents_count_lt),
+        connected_eq=_bounded(eq),
+        before=before,
+        after=after,
+        limit=limit,
+        ascending=order == "asc",
     )
 
 
@@ -73,7 +85,9 @@ async def retrieve_block(block_id: BlockId, caller: CallerDep, services: Service
 
 
 @router.patch("/v1/blocks/{block_id}", response_model=Block, responses=error_responses(400, 404, 409))
-async def modify_block(block_id: BlockId, body: BlockUpdate, caller: CallerDep, services: ServicesDep) -> dict:
+async def modify_block(
+    block_id: BlockId, body: BlockUpdate, caller: CallerDep, services: ServicesDep
+) -> dict:
     """Change the fields sent; every agent the block is attached to sees the change in its prompt."""
     return await services.blocks.update(caller, block_id, body.model_dump(exclude_unset=True))
 
@@ -83,7 +97,9 @@ async def delete_block(block_id: BlockId, caller: CallerDep, services: ServicesD
     await services.blocks.delete(caller, block_id)
 
 
-@router.get("/v1/blocks/{block_id}/agents", response_model=list[AgentState], responses=error_responses(400, 404))
+@router.get(
+    "/v1/blocks/{block_id}/agents", response_model=list[AgentState], responses=error_responses(400, 404)
+)
 async def list_agents_of_block(
     block_id: BlockId,
     caller: CallerDep,
@@ -96,7 +112,12 @@ async def list_agents_of_block(
 ) -> list[dict]:
     """The agents a block is attached to."""
     return await services.agents.agents_of_block(
-        caller, block_id, include=normalize_includes(include), before=before, after=after, limit=limit,
+        caller,
+        block_id,
+        include=normalize_includes(include),
+        before=before,
+        after=after,
+        limit=limit,
         ascending=order == "asc",
     )
 
@@ -134,15 +155,21 @@ async def modify_agent_block(
     agent_id: AgentId, block_label: BlockLabel, body: BlockUpdate, caller: CallerDep, services: ServicesDep
 ) -> dict:
     """Change the agent's block with this label; the agent's system message is recompiled."""
-    return await services.blocks.update_by_label(caller, agent_id, block_label, body.model_dump(exclude_unset=True))
+    return await services.blocks.update_by_label(
+        caller, agent_id, block_label, body.model_dump(exclude_unset=True)
+    )
 
 
 @router.patch(CORE + "/attach/{block_id}", response_model=AgentState, responses=error_responses(404, 409))
-async def attach_block(agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep) -> dict:
+async def attach_block(
+    agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep
+) -> dict:
     """Attach a block (attaching twice is fine; a second block with the same label is 409)."""
     return await services.agents.attach_block(caller, agent_id, block_id)
 
 
 @router.patch(CORE + "/detach/{block_id}", response_model=AgentState, responses=error_responses(404))
-async def detach_block(agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep) -> dict:
+async def detach_block(
+    agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep
+) -> dict:
     return await services.agents.detach_block(caller, agent_id, block_id)

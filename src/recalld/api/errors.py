@@ -39,7 +39,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = describe_validation_errors(list(exc.errors()))
-        return JSONResponse({"trace_id": "", "detail": detail}, status_code=422, headers=_no_retry(request, 422))
+        return JSONResponse(
+            {"trace_id": "", "detail": detail}, status_code=422, headers=_no_retry(request, 422)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

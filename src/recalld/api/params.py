@@ -16,14 +16,19 @@ BlockId = Annotated[str, Path(pattern=id_pattern("block"), description="The bloc
 ToolId = Annotated[str, Path(pattern=id_pattern("tool"), description="The tool's id (tool-<uuid4>)")]
 BlockLabel = Annotated[str, Path(min_length=1, max_length=512), AfterValidator(clean_text)]
 
-QText = Annotated[str | None, Query(max_length=4096), AfterValidator(lambda v: v if v is None else clean_text(v))]
+QText = Annotated[
+    str | None, Query(max_length=4096), AfterValidator(lambda v: v if v is None else clean_text(v))
+]
 QTextList = Annotated[
     list[str] | None,
     Query(),
     AfterValidator(lambda v: v if v is None else [clean_text(s) for s in v]),
 ]
-Cursor = Annotated[str | None, Query(max_length=128, description="An object id; pages relative to it"),
-                   AfterValidator(lambda v: v if v is None else clean_text(v))]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=128, description="An object id; pages relative to it"),
+    AfterValidator(lambda v: v if v is None else clean_text(v)),
+]
 Order = Literal["asc", "desc"]
 
 
@@ -46,8 +51,14 @@ async def reject_repeated_scalars(request: Request) -> None:
     errors = []
     for param in _all_query_params(dependant):
         if len(request.query_params.getlist(param.alias)) > 1 and not _is_sequence(param):
-            errors.append({"type": "repeated_scalar", "loc": ("query", param.alias),
-                           "msg": "given more than once, but takes a single value", "input": None})
+            errors.append(
+                {
+                    "type": "repeated_scalar",
+                    "loc": ("query", param.alias),
+                    "msg": "given more than once, but takes a single value",
+                    "input": None,
+                }
+            )
     if errors:
         raise RequestValidationError(errors)
 

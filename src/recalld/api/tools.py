@@ -42,9 +42,17 @@ async def list_tools(
 ) -> list[dict]:
     """Tools of the organization, built-ins included; newest first by default."""
     return await services.tools.list(
-        caller, name=name, names=split_csv(names), tool_ids=split_csv(tool_ids), search=search,
-        tool_types=split_csv(tool_types), exclude_tool_types=split_csv(exclude_tool_types),
-        return_only_letta_tools=return_only_letta_tools, before=before, after=after, limit=limit,
+        caller,
+        name=name,
+        names=split_csv(names),
+        tool_ids=split_csv(tool_ids),
+        search=search,
+        tool_types=split_csv(tool_types),
+        exclude_tool_types=split_csv(exclude_tool_types),
+        return_only_letta_tools=return_only_letta_tools,
+        before=before,
+        after=after,
+        limit=limit,
         ascending=order == "asc",
     )
 
@@ -80,12 +88,16 @@ async def list_agent_tools(
     )
 
 
-@router.patch("/v1/agents/{agent_id}/tools/attach/{tool_id}", response_model=None, responses=error_responses(404))
+@router.patch(
+    "/v1/agents/{agent_id}/tools/attach/{tool_id}", response_model=None, responses=error_responses(404)
+)
 async def attach_tool(agent_id: AgentId, tool_id: ToolId, caller: CallerDep, services: ServicesDep) -> None:
     """Attach a tool to the agent (attaching twice is fine). Answers null, as Letta does for 1.x clients."""
     await services.tools.attach(caller, agent_id, tool_id)
 
 
-@router.patch("/v1/agents/{agent_id}/tools/detach/{tool_id}", response_model=None, responses=error_responses(404))
+@router.patch(
+    "/v1/agents/{agent_id}/tools/detach/{tool_id}", response_model=None, responses=error_responses(404)
+)
 async def detach_tool(agent_id: AgentId, tool_id: ToolId, caller: CallerDep, services: ServicesDep) -> None:
     await services.tools.detach(caller, agent_id, tool_id)

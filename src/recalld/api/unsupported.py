@@ -39,6 +39,10 @@ def _not_here(feature: str):
 for _prefix, _feature in FEATURES.items():
     for _path in (f"/v1/{_prefix}/", f"/v1/{_prefix}/{{rest:path}}"):
         router.add_api_route(
-            _path, _not_here(_feature), methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-            responses=_RESPONSES, include_in_schema=False, name=f"unsupported_{_prefix}",
+            _path,
+            _not_here(_feature),
+            methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            responses=_RESPONSES,
+            include_in_schema=False,
+            name=f"unsupported_{_prefix}",
         )

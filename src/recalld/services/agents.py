@@ -28,13 +28,26 @@ from recalld.store.schema import agents as agents_table
 from recalld.store.types import utcnow
 from recalld.tools.builtin import BASE_TOOLS, base_tool_rules
 
-INCLUDES = frozenset({
-    "agent.blocks", "agent.tools", "agent.tags", "agent.sources", "agent.identities", "agent.managed_group",
-    "agent.secrets", "agent.pending_approval",
-})
+INCLUDES = frozenset(
+    {
+        "agent.blocks",
+        "agent.tools",
+        "agent.tags",
+        "agent.sources",
+        "agent.identities",
+        "agent.managed_group",
+        "agent.secrets",
+        "agent.pending_approval",
+    }
+)
 ALL_RELATIONSHIPS = frozenset({"agent.blocks", "agent.tools", "agent.tags"})
 # Legacy include_relationships names, mapped onto include values.
-LEGACY_INCLUDES = {"memory": "agent.blocks", "blocks": "agent.blocks", "tools": "agent.tools", "tags": "agent.tags"}
+LEGACY_INCLUDES = {
+    "memory": "agent.blocks",
+    "blocks": "agent.blocks",
+    "tools": "agent.tools",
+    "tags": "agent.tags",
+}
 
 MEMGPT_TYPES = frozenset({"memgpt_agent", "memgpt_v2_agent"})
 DEFAULT_BLOCK_DESCRIPTIONS = {
@@ -43,9 +56,23 @@ DEFAULT_BLOCK_DESCRIPTIONS = {
 }
 # Fields of a PATCH that are copied onto the agent row as they are.
 PLAIN_FIELDS = (
-    "name", "system", "description", "metadata", "message_buffer_autoclear", "model_settings", "response_format",
-    "enable_sleeptime", "hidden", "last_run_completion", "last_run_duration_ms", "last_stop_reason",
-    "max_files_open", "per_file_view_window_char_limit", "project_id", "template_id", "base_template_id",
+    "name",
+    "system",
+    "description",
+    "metadata",
+    "message_buffer_autoclear",
+    "model_settings",
+    "response_format",
+    "enable_sleeptime",
+    "hidden",
+    "last_run_completion",
+    "last_run_duration_ms",
+    "last_stop_reason",
+    "max_files_open",
+    "per_file_view_window_char_limit",
+    "project_id",
+    "template_id",
+    "base_template_id",
 )
 
 
@@ -153,7 +180,9 @@ class AgentService:
         if include_rules or (include_rules is None and agent_type in MEMGPT_TYPES):
             named = {r["tool_name"] for r in tool_rules}
             tool_rules += [r for r in base_tool_rules(agent_type) if r["tool_name"] not in named]
-        tool_rules = [{k: v for k, v in r.items() if v is not None or k == "prompt_template"} for r in tool_rules]
+        tool_rules = [
+            {k: v for k, v in r.items() if v is not None or k == "prompt_template"} for r in tool_rules
+        ]
 
         secrets = dict(body.get("tool_exec_environment_variables") or {})
         secrets.update(body.get("secrets") or {})
@@ -167,10 +196,18 @@ class AgentService:
 
             initial = self._initial_messages(caller.org_id, agent_id, agent_type, body, now, timezone)
             system_row = message_row(
-                org_id=caller.org_id, agent_id=agent_id, seq=0, role="system", created_at=now,
+                org_id=caller.org_id,
+                agent_id=agent_id,
+                seq=0,
+                role="system",
+                created_at=now,
                 text=compile_system_message(
-                    system=system, agent_type=agent_type, agent_id=agent_id, blocks=all_blocks,
-                    timezone=timezone, now=now,
+                    system=system,
+                    agent_type=agent_type,
+                    agent_id=agent_id,
+                    blocks=all_blocks,
+                    timezone=timezone,
+                    now=now,
                 ),
             )
             row = {
@@ -187,7 +224,8 @@ class AgentService:
                 "compaction_settings": self._compaction_settings(body.get("compaction_settings"), llm_config),
                 "response_format": body.get("response_format"),
                 "tool_rules": tool_rules,
-                "message_buffer_autoclear": bool(body.get("message_buffer_autoclear")) or agent_type == "workflow_agent",
+                "message_buffer_autoclear": bool(body.get("message_buffer_autoclear"))
+                or agent_type == "workflow_agent",
                 "timezone": timezone,
                 "hidden": body.get("hidden"),
                 "project_id": body.get("project_id"),
@@ -223,17 +261,27 @@ class AgentService:
                 content = m["content"]
                 parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
                 # Successive microseconds keep message dates non-decreasing in history order.
-                rows.append(message_row(
-                    org_id=org_id, agent_id=agent_id, seq=i + 1, role=m["role"], content=parts,
-                    created_at=now + timedelta(microseconds=i + 1), name=m.get("name"), otid=m.get("otid"),
-                    sender_id=m.get("sender_id"),
-                ))
+                rows.append(
+                    message_row(
+                        org_id=org_id,
+                        agent_id=agent_id,
+                        seq=i + 1,
+                        role=m["role"],
+                        content=parts,
+                        created_at=now + timedelta(microseconds=i + 1),
+                        name=m.get("name"),
+                        otid=m.get("otid"),
+                        sender_id=m.get("sender_id"),
+                    )
+                )
             return rows
         if agent_type in MEMGPT_TYPES:
             return memgpt_boot_messages(org_id, agent_id, 1, now, timezone)
         return []
 
-    async def _existing_blocks(self, conn: AsyncConnection, org_id: str, block_ids: list[str]) -> dict[str, dict]:
+    async def _existing_blocks(
+        self, conn: AsyncConnection, org_id: str, block_ids: list[str]
+    ) -> dict[str, dict]:
         found = await blocks_store.get_many(conn, org_id, block_ids)
         missing = [b for b in dict.fromkeys(block_ids) if b not in found]
         if missing:
@@ -248,7 +296,9 @@ class AgentService:
                 raise Conflict(f"An agent cannot have two blocks with label '{block['label']}'")
             seen.add(block["label"])
 
-    async def _resolve_tools(self, conn: AsyncConnection, org_id: str, agent_type: str, body: dict) -> list[str]:
+    async def _resolve_tools(
+        self, conn: AsyncConnection, org_id: str, agent_type: str, body: dict
+    ) -> list[str]:
         names = list(body.get("tools") or [])
         if body.get("include_base_tools", True):
             names = list(BASE_TOOLS.get(agent_type, ())) + names
@@ -311,8 +361,11 @@ class AgentService:
         t = agents_table
         filters: list = [sa.or_(t.c.hidden.is_(None), t.c.hidden.is_(False))]
         for column, value in (
-            (t.c.name, name), (t.c.project_id, project_id), (t.c.template_id, template_id),
-            (t.c.base_template_id, base_template_id), (t.c.last_stop_reason, last_stop_reason),
+            (t.c.name, name),
+            (t.c.project_id, project_id),
+            (t.c.template_id, template_id),
+            (t.c.base_template_id, base_template_id),
+            (t.c.last_stop_reason, last_stop_reason),
             (t.c.created_by_id, created_by_id),
         ):
             if value is not None:
@@ -323,30 +376,54 @@ class AgentService:
             filters.append(agents_store.tag_filter(caller.org_id, tags, match_all_tags))
         async with self.router.read(caller.org_id) as conn:
             rows = await agents_store.list_page(
-                conn, caller.org_id, filters=filters, sort=order_by, before=before, after=after, limit=limit,
+                conn,
+                caller.org_id,
+                filters=filters,
+                sort=order_by,
+                before=before,
+                after=after,
+                limit=limit,
                 ascending=ascending,
             )
             agent_ids = [r["id"] for r in rows]
-            blocks = await blocks_store.for_agents(conn, caller.org_id, agent_ids) if "agent.blocks" in include else {}
-            tools = await tools_store.for_agents(conn, caller.org_id, agent_ids) if "agent.tools" in include else {}
+            blocks = (
+                await blocks_store.for_agents(conn, caller.org_id, agent_ids)
+                if "agent.blocks" in include
+                else {}
+            )
+            tools = (
+                await tools_store.for_agents(conn, caller.org_id, agent_ids)
+                if "agent.tools" in include
+                else {}
+            )
             tags_by = (
                 await agents_store.tags_for(conn, caller.org_id, agent_ids)
-                if include & {"agent.tags", "agent.blocks"} else {}
+                if include & {"agent.tags", "agent.blocks"}
+                else {}
             )
             out = []
             for r in rows:
                 message_ids = await messages_store.in_context_ids(conn, caller.org_id, r)
-                out.append(agent_view(
-                    r, blocks=blocks.get(r["id"], []), tools=tools.get(r["id"], []), tags=tags_by.get(r["id"], []),
-                    message_ids=message_ids,
-                ))
+                out.append(
+                    agent_view(
+                        r,
+                        blocks=blocks.get(r["id"], []),
+                        tools=tools.get(r["id"], []),
+                        tags=tags_by.get(r["id"], []),
+                        message_ids=message_ids,
+                    )
+                )
             return out
 
     async def count(self, caller: Caller) -> int:
         async with self.router.read(caller.org_id) as conn:
-            query = sa.select(sa.func.count()).select_from(agents_table).where(
-                agents_table.c.organization_id == caller.org_id,
-                sa.or_(agents_table.c.hidden.is_(None), agents_table.c.hidden.is_(False)),
+            query = (
+                sa.select(sa.func.count())
+                .select_from(agents_table)
+                .where(
+                    agents_table.c.organization_id == caller.org_id,
+                    sa.or_(agents_table.c.hidden.is_(None), agents_table.c.hidden.is_(False)),
+                )
             )
             return int((await conn.execute(query)).scalar_one())
 
@@ -365,8 +442,14 @@ class AgentService:
     async def _list_ids(self, caller, agent_ids, include, before, after, limit, ascending) -> list[dict]:
         async with self.router.read(caller.org_id) as conn:
             rows = await agents_store.list_page(
-                conn, caller.org_id, filters=[agents_table.c.id.in_(agent_ids)], sort="created_at", before=before,
-                after=after, limit=limit, ascending=ascending,
+                conn,
+                caller.org_id,
+                filters=[agents_table.c.id.in_(agent_ids)],
+                sort="created_at",
+                before=before,
+                after=after,
+                limit=limit,
+                ascending=ascending,
             )
             return [await self._state(conn, caller.org_id, r, include) for r in rows]
 
@@ -401,10 +484,15 @@ class AgentService:
 
         async with self.router.write(caller.org_id) as conn:
             row = await self._get_or_404(conn, caller.org_id, agent_id)
-            overrides = {k: changes[k] for k in ("context_window_limit", "max_tokens", "parallel_tool_calls")
-                         if k in changes}
+            overrides = {
+                k: changes[k]
+                for k in ("context_window_limit", "max_tokens", "parallel_tool_calls")
+                if k in changes
+            }
             if overrides:
-                values["llm_config"] = _fold_llm_overrides(values.get("llm_config", row["llm_config"]), overrides)
+                values["llm_config"] = _fold_llm_overrides(
+                    values.get("llm_config", row["llm_config"]), overrides
+                )
             if "compaction_settings" in changes:
                 llm = values.get("llm_config", row["llm_config"])
                 values["compaction_settings"] = self._compaction_settings(changes["compaction_settings"], llm)
@@ -433,14 +521,18 @@ class AgentService:
                 await recompile(conn, caller.org_id, agent_id, row)
             return await self._state(conn, caller.org_id, row, ALL_RELATIONSHIPS)
 
-    async def _context_from_ids(self, conn: AsyncConnection, org_id: str, agent: dict, message_ids: list[str]) -> dict:
+    async def _context_from_ids(
+        self, conn: AsyncConnection, org_id: str, agent: dict, message_ids: list[str]
+    ) -> dict:
         """Accept a new in-context list only in the shape the window has (contract R14)."""
         shape = (
             "message_ids must be the system message, optionally the latest summary, then a contiguous run of "
             "the agent's history that ends with its newest message"
         )
         if not message_ids or message_ids[0] != agent["system_message_id"]:
-            raise Unprocessable(f"{shape}; the first id must be the system message {agent['system_message_id']}")
+            raise Unprocessable(
+                f"{shape}; the first id must be the system message {agent['system_message_id']}"
+            )
         rest = message_ids[1:]
         summary_id = None
         if rest and agent.get("summary_message_id") and rest[0] == agent["summary_message_id"]:

@@ -114,8 +114,10 @@ class BlockService:
 
     async def count(self, caller: Caller) -> int:
         async with self.router.read(caller.org_id) as conn:
-            query = sa.select(sa.func.count()).select_from(blocks_table).where(
-                blocks_table.c.organization_id == caller.org_id
+            query = (
+                sa.select(sa.func.count())
+                .select_from(blocks_table)
+                .where(blocks_table.c.organization_id == caller.org_id)
             )
             return int((await conn.execute(query)).scalar_one())
 
@@ -150,7 +152,11 @@ class BlockService:
             filters.append(t.c.template_name == name)
         if project_id is not None:
             filters.append(t.c.project_id == project_id)
-        for column, needle in ((t.c.label, label_search), (t.c.value, value_search), (t.c.description, description_search)):
+        for column, needle in (
+            (t.c.label, label_search),
+            (t.c.value, value_search),
+            (t.c.description, description_search),
+        ):
             if needle:
                 filters.append(sa.func.lower(column).contains(needle.lower(), autoescape=True))
         count = blocks_store.attached_count(caller.org_id)
@@ -165,7 +171,13 @@ class BlockService:
         async with self.router.read(caller.org_id) as conn:
             if not wanted:
                 rows = await blocks_store.list_page(
-                    conn, caller.org_id, filters=filters, before=before, after=after, limit=limit, ascending=ascending
+                    conn,
+                    caller.org_id,
+                    filters=filters,
+                    before=before,
+                    after=after,
+                    limit=limit,
+                    ascending=ascending,
                 )
                 return [block_view(r) for r in rows]
             # Block tags live in a JSON column: scan pages and keep the matches.
@@ -173,7 +185,13 @@ class BlockService:
             cursor = after
             while len(out) < limit:
                 rows = await blocks_store.list_page(
-                    conn, caller.org_id, filters=filters, before=before, after=cursor, limit=200, ascending=ascending
+                    conn,
+                    caller.org_id,
+                    filters=filters,
+                    before=before,
+                    after=cursor,
+                    limit=200,
+                    ascending=ascending,
                 )
                 if not rows:
                     break
@@ -192,7 +210,9 @@ class BlockService:
             raise NotFound(f"Agent with ID {agent_id} not found")
         return agent
 
-    async def list_for_agent(self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool):
+    async def list_for_agent(
+        self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool
+    ):
         async with self.router.read(caller.org_id) as conn:
             await self._agent_or_404(conn, caller.org_id, agent_id)
             rows = await blocks_store.agent_page(

@@ -16,7 +16,8 @@ def check_block_limit(label: str, value: str, limit: int) -> None:
     """Core memory limits are enforced (contract R12): an over-long value is refused, naming the block."""
     if len(value) > limit:
         raise InvalidInput(
-            f"Block '{label}' value is {len(value)} characters, over its limit of {limit} characters; nothing was changed."
+            f"Block '{label}' value is {len(value)} characters, over its limit of {limit} characters; "
+            "nothing was changed."
         )
 
 
@@ -40,4 +41,6 @@ async def recompile(conn: AsyncConnection, org_id: str, agent_id: str, agent: di
         recall_count=await messages_store.count_out_of_context(conn, org_id, agent),
         archival_count=await archival_count(conn, org_id, agent_id),
     )
-    await messages_store.set_content(conn, org_id, agent["system_message_id"], [{"type": "text", "text": text}])
+    await messages_store.set_content(
+        conn, org_id, agent["system_message_id"], [{"type": "text", "text": text}]
+    )

@@ -27,7 +27,7 @@ def _org_of_key(key: str) -> str | None:
     """Keys read `rk-<org uuid>.<secret>`: the organization is visible so the router can pick its shard."""
     if not key.startswith(KEY_PREFIX) or "." not in key:
         return None
-    org_part = key[len(KEY_PREFIX):].split(".", 1)[0]
+    org_part = key[len(KEY_PREFIX) :].split(".", 1)[0]
     org_id = f"org-{org_part}"
     return org_id if ids.is_valid("org", org_id) else None
 
@@ -42,11 +42,15 @@ class OrgService:
             if await orgs_store.get_org(conn, ids.DEFAULT_ORG_ID) is None:
                 await orgs_store.insert_org(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_ORG_NAME)
             if await orgs_store.get_user(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID) is None:
-                await orgs_store.insert_user(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID, ids.DEFAULT_USER_NAME)
+                await orgs_store.insert_user(
+                    conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID, ids.DEFAULT_USER_NAME
+                )
             for org_id in await orgs_store.list_org_ids(conn):
                 await ensure_builtin_tools(conn, org_id)
 
-    async def create_key(self, org_name: str, user_name: str | None = None, key_name: str | None = None) -> NewKey:
+    async def create_key(
+        self, org_name: str, user_name: str | None = None, key_name: str | None = None
+    ) -> NewKey:
         """Create a key (and its organization and user when new); the secret is returned once, stored hashed."""
         async with self.router.write(ids.DEFAULT_ORG_ID) as conn:
             org = await orgs_store.get_org_by_name(conn, org_name)

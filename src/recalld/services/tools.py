@@ -20,10 +20,20 @@ from recalld.store.types import utcnow
 from recalld.tools.builtin import BUILTIN_TOOLS
 from recalld.tools.schema import derive_json_schema, validate_tool_name
 
-TOOL_TYPES = frozenset({
-    "custom", "letta_core", "letta_memory_core", "letta_sleeptime_core", "letta_multi_agent_core",
-    "letta_voice_sleeptime_core", "letta_builtin", "letta_files_core", "external_mcp", "external_composio",
-})
+TOOL_TYPES = frozenset(
+    {
+        "custom",
+        "letta_core",
+        "letta_memory_core",
+        "letta_sleeptime_core",
+        "letta_multi_agent_core",
+        "letta_voice_sleeptime_core",
+        "letta_builtin",
+        "letta_files_core",
+        "external_mcp",
+        "external_composio",
+    }
+)
 LETTA_TOOL_TYPES = TOOL_TYPES - {"custom", "external_mcp", "external_composio"}
 
 
@@ -42,12 +52,27 @@ async def ensure_builtin_tools(conn: AsyncConnection, org_id: str) -> None:
         }
         current = existing.get(name)
         if current is None:
-            await tools_store.insert(conn, {
-                "organization_id": org_id, "id": ids.new_id("tool"), "name": name, "tags": [], "metadata": {},
-                "args_json_schema": None, "pip_requirements": None, "npm_requirements": None,
-                "default_requires_approval": None, "enable_parallel_execution": False, "project_id": None,
-                "created_by_id": None, "last_updated_by_id": None, "created_at": now, "updated_at": now, **fields,
-            })
+            await tools_store.insert(
+                conn,
+                {
+                    "organization_id": org_id,
+                    "id": ids.new_id("tool"),
+                    "name": name,
+                    "tags": [],
+                    "metadata": {},
+                    "args_json_schema": None,
+                    "pip_requirements": None,
+                    "npm_requirements": None,
+                    "default_requires_approval": None,
+                    "enable_parallel_execution": False,
+                    "project_id": None,
+                    "created_by_id": None,
+                    "last_updated_by_id": None,
+                    "created_at": now,
+                    "updated_at": now,
+                    **fields,
+                },
+            )
         elif any(current.get(k) != v for k, v in fields.items()):
             await tools_store.update(conn, org_id, current["id"], {**fields, "updated_at": now})
 
@@ -88,30 +113,51 @@ def _fields_from(body: dict, schema: dict, caller: Caller) -> dict:
     return fields
 
 
+class _NameTaken(Exception):
+    """Internal: an insert lost a race for a tool name."""
+
+
 class ToolService:
     def __init__(self, router: StoreRouter):
         self.router = router
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
         fields = _fields_from(body, _schema_for(body), caller)
+        # A concurrent create of the same name can win between our lookup and our insert. A create then
+        # is a plain 409; an upsert must still replace, so it runs again and finds the winner's row.
+        for _ in range(3):
+            try:
+                return await self._create_once(caller, fields, upsert=upsert)
+            except _NameTaken as race:
+                if not upsert:
+                    raise Conflict(f"A tool named '{fields['name']}' already exists") from race
+        raise Conflict(f"A tool named '{fields['name']}' is being changed concurrently; retry")
+
+    async def _create_once(self, caller: Caller, fields: dict, *, upsert: bool) -> dict:
         now = utcnow()
         async with self.router.write(caller.org_id) as conn:
             current = await tools_store.get_by_name(conn, caller.org_id, fields["name"])
             if current is not None:
                 if not upsert:
-                    raise Conflict(f"A tool named '{fields['name']}' already exists (use upsert to replace it)")
+                    raise Conflict(
+                        f"A tool named '{fields['name']}' already exists (use upsert to replace it)"
+                    )
                 if current["tool_type"] != "custom":
                     raise Conflict(f"'{fields['name']}' is a built-in tool and cannot be replaced")
                 await tools_store.update(conn, caller.org_id, current["id"], {**fields, "updated_at": now})
                 return tool_view({**current, **fields, "updated_at": now})
             row = {
-                "organization_id": caller.org_id, "id": ids.new_id("tool"), "created_by_id": caller.user_id,
-                "created_at": now, "updated_at": now, **fields,
+                "organization_id": caller.org_id,
+                "id": ids.new_id("tool"),
+                "created_by_id": caller.user_id,
+                "created_at": now,
+                "updated_at": now,
+                **fields,
             }
             try:
                 await tools_store.insert(conn, row)
-            except sa_exc.IntegrityError as e:  # a concurrent create of the same name won
-                raise Conflict(f"A tool named '{fields['name']}' already exists") from e
+            except sa_exc.IntegrityError as e:  # leaving the block rolls the transaction back
+                raise _NameTaken() from e
             return tool_view(row)
 
     async def retrieve(self, caller: Caller, tool_id: str) -> dict:
@@ -127,25 +173,36 @@ class ToolService:
             if row is None:
                 raise NotFound(f"Tool with id '{tool_id}' not found")
             if row["tool_type"] != "custom" and ({"source_code", "json_schema"} & changes.keys()):
-                raise InvalidInput(f"'{row['name']}' is a built-in tool; its code and schema cannot be changed")
+                raise InvalidInput(
+                    f"'{row['name']}' is a built-in tool; its code and schema cannot be changed"
+                )
             values = {k: v for k, v in changes.items() if k not in {"metadata_"}}
             if "metadata_" in changes:
                 values["metadata"] = changes["metadata_"]
             if changes.get("json_schema") or changes.get("source_code"):
-                schema = _schema_for({"json_schema": changes.get("json_schema"),
-                                      "source_code": changes.get("source_code") or row["source_code"] or ""})
+                schema = _schema_for(
+                    {
+                        "json_schema": changes.get("json_schema"),
+                        "source_code": changes.get("source_code") or row["source_code"] or "",
+                    }
+                )
                 values["json_schema"] = schema
                 values["name"] = schema["name"]
                 validate_tool_name(schema["name"])
                 if "description" not in changes:
                     values["description"] = schema.get("description")
-                if schema["name"] != row["name"] and await tools_store.get_by_name(conn, caller.org_id, schema["name"]):
+                if schema["name"] != row["name"] and await tools_store.get_by_name(
+                    conn, caller.org_id, schema["name"]
+                ):
                     raise Conflict(f"A tool named '{schema['name']}' already exists")
             if values.get("return_char_limit") is None:
                 values.pop("return_char_limit", None)
             values["updated_at"] = utcnow()
             values["last_updated_by_id"] = caller.user_id
-            await tools_store.update(conn, caller.org_id, tool_id, values)
+            try:
+                await tools_store.update(conn, caller.org_id, tool_id, values)
+            except sa_exc.IntegrityError as e:  # a concurrent create or rename took the name first
+                raise Conflict(f"A tool named '{values.get('name')}' already exists") from e
             return tool_view({**row, **values})
 
     async def delete(self, caller: Caller, tool_id: str) -> None:
@@ -190,13 +247,21 @@ class ToolService:
             filters.append(t.c.tool_type.in_(sorted(LETTA_TOOL_TYPES)))
         async with self.router.read(caller.org_id) as conn:
             rows = await tools_store.list_page(
-                conn, caller.org_id, filters=filters, before=before, after=after, limit=limit, ascending=ascending
+                conn,
+                caller.org_id,
+                filters=filters,
+                before=before,
+                after=after,
+                limit=limit,
+                ascending=ascending,
             )
         return [tool_view(r) for r in rows]
 
     # --- agent-scoped ---------------------------------------------------------------------------------
 
-    async def list_for_agent(self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool):
+    async def list_for_agent(
+        self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool
+    ):
         async with self.router.read(caller.org_id) as conn:
             if not await agents_store.exists(conn, caller.org_id, agent_id):
                 raise NotFound(f"Agent with ID {agent_id} not found")

@@ -5,23 +5,77 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 BLOCK_FIELDS = (
-    "id", "label", "value", "limit", "description", "read_only", "hidden", "is_template", "template_name",
-    "project_id", "template_id", "base_template_id", "deployment_id", "entity_id", "preserve_on_migration",
-    "created_by_id", "last_updated_by_id", "created_at", "updated_at",
+    "id",
+    "label",
+    "value",
+    "limit",
+    "description",
+    "read_only",
+    "hidden",
+    "is_template",
+    "template_name",
+    "project_id",
+    "template_id",
+    "base_template_id",
+    "deployment_id",
+    "entity_id",
+    "preserve_on_migration",
+    "created_by_id",
+    "last_updated_by_id",
+    "created_at",
+    "updated_at",
 )
 
 TOOL_FIELDS = (
-    "id", "name", "tool_type", "description", "source_type", "source_code", "json_schema", "args_json_schema",
-    "return_char_limit", "pip_requirements", "npm_requirements", "default_requires_approval",
-    "enable_parallel_execution", "project_id", "created_by_id", "last_updated_by_id", "created_at", "updated_at",
+    "id",
+    "name",
+    "tool_type",
+    "description",
+    "source_type",
+    "source_code",
+    "json_schema",
+    "args_json_schema",
+    "return_char_limit",
+    "pip_requirements",
+    "npm_requirements",
+    "default_requires_approval",
+    "enable_parallel_execution",
+    "project_id",
+    "created_by_id",
+    "last_updated_by_id",
+    "created_at",
+    "updated_at",
 )
 
 AGENT_FIELDS = (
-    "id", "name", "agent_type", "system", "llm_config", "embedding_config", "model_settings", "compaction_settings",
-    "response_format", "description", "metadata", "tool_rules", "message_buffer_autoclear", "timezone", "hidden",
-    "project_id", "template_id", "base_template_id", "enable_sleeptime", "max_files_open",
-    "per_file_view_window_char_limit", "last_run_completion", "last_run_duration_ms", "last_stop_reason",
-    "created_by_id", "last_updated_by_id", "created_at", "updated_at",
+    "id",
+    "name",
+    "agent_type",
+    "system",
+    "llm_config",
+    "embedding_config",
+    "model_settings",
+    "compaction_settings",
+    "response_format",
+    "description",
+    "metadata",
+    "tool_rules",
+    "message_buffer_autoclear",
+    "timezone",
+    "hidden",
+    "project_id",
+    "template_id",
+    "base_template_id",
+    "enable_sleeptime",
+    "max_files_open",
+    "per_file_view_window_char_limit",
+    "last_run_completion",
+    "last_run_duration_ms",
+    "last_stop_reason",
+    "created_by_id",
+    "last_updated_by_id",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -55,7 +109,9 @@ def agent_view(
     out = {k: row.get(k) for k in AGENT_FIELDS}
     block_list = [block_view(b) for b in blocks]
     out["model"] = (row.get("llm_config") or {}).get("handle")
-    out["embedding"] = (row.get("embedding_config") or {}).get("handle") if row.get("embedding_config") else None
+    out["embedding"] = (
+        (row.get("embedding_config") or {}).get("handle") if row.get("embedding_config") else None
+    )
     out["tool_rules"] = row.get("tool_rules") or []
     out["blocks"] = block_list
     out["memory"] = {

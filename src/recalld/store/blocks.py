@@ -11,8 +11,14 @@ from recalld.store.schema import agent_blocks, blocks
 
 async def get(conn: AsyncConnection, org_id: str, block_id: str) -> dict | None:
     row = (
-        await conn.execute(sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id == block_id))
-    ).mappings().first()
+        (
+            await conn.execute(
+                sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id == block_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
@@ -62,7 +68,9 @@ async def list_page(
     ascending: bool,
 ) -> list[dict]:
     query = sa.select(blocks).where(blocks.c.organization_id == org_id, *filters)
-    return await page(conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
+    return await page(
+        conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
+    )
 
 
 def attached_count(org_id: str):
@@ -82,7 +90,10 @@ async def for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[d
             sa.select(blocks)
             .join(
                 agent_blocks,
-                sa.and_(agent_blocks.c.organization_id == blocks.c.organization_id, agent_blocks.c.block_id == blocks.c.id),
+                sa.and_(
+                    agent_blocks.c.organization_id == blocks.c.organization_id,
+                    agent_blocks.c.block_id == blocks.c.id,
+                ),
             )
             .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
             .order_by(blocks.c.created_at, blocks.c.id)
@@ -100,7 +111,10 @@ async def for_agents(conn: AsyncConnection, org_id: str, agent_ids: list[str]) -
             sa.select(agent_blocks.c.agent_id, blocks)
             .join(
                 agent_blocks,
-                sa.and_(agent_blocks.c.organization_id == blocks.c.organization_id, agent_blocks.c.block_id == blocks.c.id),
+                sa.and_(
+                    agent_blocks.c.organization_id == blocks.c.organization_id,
+                    agent_blocks.c.block_id == blocks.c.id,
+                ),
             )
             .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id.in_(agent_ids))
             .order_by(blocks.c.created_at, blocks.c.id)
@@ -119,11 +133,16 @@ async def agent_page(
         sa.select(blocks)
         .join(
             agent_blocks,
-            sa.and_(agent_blocks.c.organization_id == blocks.c.organization_id, agent_blocks.c.block_id == blocks.c.id),
+            sa.and_(
+                agent_blocks.c.organization_id == blocks.c.organization_id,
+                agent_blocks.c.block_id == blocks.c.id,
+            ),
         )
         .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
     )
-    return await page(conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
+    return await page(
+        conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
+    )
 
 
 async def agent_ids_of(conn: AsyncConnection, org_id: str, block_id: str) -> list[str]:
@@ -137,7 +156,9 @@ async def agent_ids_of(conn: AsyncConnection, org_id: str, block_id: str) -> lis
 
 async def attach(conn: AsyncConnection, org_id: str, agent_id: str, block_id: str, label: str) -> None:
     await conn.execute(
-        agent_blocks.insert().values(organization_id=org_id, agent_id=agent_id, block_id=block_id, label=label)
+        agent_blocks.insert().values(
+            organization_id=org_id, agent_id=agent_id, block_id=block_id, label=label
+        )
     )
 
 
@@ -154,7 +175,9 @@ async def detach(conn: AsyncConnection, org_id: str, agent_id: str, block_id: st
 
 async def detach_all(conn: AsyncConnection, org_id: str, agent_id: str) -> None:
     await conn.execute(
-        agent_blocks.delete().where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
+        agent_blocks.delete().where(
+            agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id
+        )
     )
 
 

@@ -15,7 +15,9 @@ async def insert_many(conn: AsyncConnection, rows: list[dict]) -> None:
 
 async def set_content(conn: AsyncConnection, org_id: str, message_id: str, content: list[dict]) -> None:
     await conn.execute(
-        messages.update().where(messages.c.organization_id == org_id, messages.c.id == message_id).values(content=content)
+        messages.update()
+        .where(messages.c.organization_id == org_id, messages.c.id == message_id)
+        .values(content=content)
     )
 
 
@@ -38,12 +40,16 @@ async def in_context_ids(conn: AsyncConnection, org_id: str, agent: dict) -> lis
     return ids
 
 
-async def seqs_of(conn: AsyncConnection, org_id: str, agent_id: str, message_ids: list[str]) -> dict[str, int]:
+async def seqs_of(
+    conn: AsyncConnection, org_id: str, agent_id: str, message_ids: list[str]
+) -> dict[str, int]:
     if not message_ids:
         return {}
     rows = await conn.execute(
         sa.select(messages.c.id, messages.c.seq).where(
-            messages.c.organization_id == org_id, messages.c.agent_id == agent_id, messages.c.id.in_(set(message_ids))
+            messages.c.organization_id == org_id,
+            messages.c.agent_id == agent_id,
+            messages.c.id.in_(set(message_ids)),
         )
     )
     return {mid: seq for mid, seq in rows}

@@ -3,7 +3,10 @@ instances start together (a PostgreSQL advisory lock queues the others until it 
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -54,5 +57,20 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                 await conn.commit()
         else:
-            await conn.run_sync(_upgrade)
-            await conn.commit()
+            # SQLite has no advisory locks: a lock file beside the database queues other processes.
+            with _file_lock(engine.url.database):
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+
+
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

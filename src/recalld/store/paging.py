@@ -46,9 +46,13 @@ async def page(
         query = query.where(key > after_key if ascending else key < after_key)
     if before_key is not None:
         query = query.where(key < before_key if ascending else key > before_key)
-    if ascending:
+    # With only `before`, the page is the items nearest the cursor: read backwards, then turn around,
+    # so the SDK's onward paging (before=<first item of the page>) sees every item once.
+    backwards = before_key is not None and after_key is None
+    forward = ascending != backwards
+    if forward:
         query = query.order_by(sort_expr.asc(), table.c.id.asc())
     else:
         query = query.order_by(sort_expr.desc(), table.c.id.desc())
-    rows = (await conn.execute(query.limit(clamp_limit(limit)))).mappings().all()
-    return [dict(r) for r in rows]
+    rows = [dict(r) for r in (await conn.execute(query.limit(clamp_limit(limit)))).mappings().all()]
+    return rows[::-1] if backwards else rows

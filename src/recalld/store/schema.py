@@ -73,7 +73,9 @@ api_keys = Table(
     *_stamps(),
     PrimaryKeyConstraint("organization_id", "id"),
     UniqueConstraint("organization_id", "key_hash"),
-    ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["organization_id", "user_id"], ["users.organization_id", "users.id"], ondelete="CASCADE"
+    ),
 )
 
 agents = Table(
@@ -126,7 +128,9 @@ agent_tags = Table(
     Column("agent_id", ID, nullable=False),
     Column("tag", String(512), nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "tag"),
-    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
     Index(None, "organization_id", "tag"),
 )
 
@@ -169,8 +173,12 @@ agent_blocks = Table(
     Column("label", String(512), nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "block_id"),
     UniqueConstraint("organization_id", "agent_id", "label"),
-    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
-    ForeignKeyConstraint(["organization_id", "block_id"], ["blocks.organization_id", "blocks.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["organization_id", "block_id"], ["blocks.organization_id", "blocks.id"], ondelete="CASCADE"
+    ),
     Index(None, "organization_id", "block_id"),
 )
 
@@ -209,8 +217,12 @@ agent_tools = Table(
     Column("agent_id", ID, nullable=False),
     Column("tool_id", ID, nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "tool_id"),
-    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
-    ForeignKeyConstraint(["organization_id", "tool_id"], ["tools.organization_id", "tools.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["organization_id", "tool_id"], ["tools.organization_id", "tools.id"], ondelete="CASCADE"
+    ),
     Index(None, "organization_id", "tool_id"),
 )
 
@@ -237,5 +249,76 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("organization_id", "id"),
     UniqueConstraint("organization_id", "agent_id", "seq"),
-    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+)
+
+# A run is one request's turn; it exists (status created/running) before its first model call.
+runs = Table(
+    "runs",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("background", Boolean, nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    Column("request_config", JSONType, nullable=True),
+    Column("stop_reason", String(64), nullable=True),
+    # Sends are idempotent by Idempotency-Key or by the input's otid (contract R9).
+    Column("idempotency_key", String(255), nullable=True),
+    Column("input_otid", String(255), nullable=True),
+    Column("lease_holder", String(255), nullable=True),
+    Column("usage", JSONType, nullable=True),
+    # The recorded response, returned again to a retried send.
+    Column("result", JSONType, nullable=True),
+    Column("ttft_ns", BigInteger, nullable=True),
+    Column("total_duration_ns", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "agent_id", "idempotency_key"),
+    UniqueConstraint("organization_id", "agent_id", "input_otid"),
+    Index(None, "organization_id", "agent_id", "created_at"),
+    Index(None, "organization_id", "status", "created_at"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+)
+
+# One model call of a run.
+steps = Table(
+    "steps",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("run_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stop_reason", String(64), nullable=True),
+    Column("provider_name", String(64), nullable=True),
+    Column("model", String(255), nullable=True),
+    Column("model_handle", String(255), nullable=True),
+    Column("model_endpoint", String(1024), nullable=True),
+    Column("context_window_limit", BigInteger, nullable=True),
+    Column("prompt_tokens", BigInteger, nullable=True),
+    Column("completion_tokens", BigInteger, nullable=True),
+    Column("total_tokens", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    Index(None, "organization_id", "run_id", "created_at"),
+    Index(None, "organization_id", "agent_id", "created_at"),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+)
+
+Index("ix_messages_organization_id_run_id", messages.c.organization_id, messages.c.run_id)
+Index(
+    "ix_messages_organization_id_agent_id_otid",
+    messages.c.organization_id,
+    messages.c.agent_id,
+    messages.c.otid,
 )
