@@ -15,6 +15,8 @@ RecalldError
 
 from __future__ import annotations
 
+import math
+
 
 class RecalldError(Exception):
     status_code: int = 500
@@ -59,7 +61,7 @@ class ProviderRateLimited(ProviderError):
     def __init__(self, detail: str, retry_after_s: float | None = None):
         super().__init__(detail)
         if retry_after_s is not None:
-            self.headers = {"Retry-After": str(int(retry_after_s))}
+            self.headers = {"Retry-After": str(math.ceil(retry_after_s))}
 
 
 class ProviderTimeout(ProviderError):

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(
         default=60.0, gt=0, validation_alias=_env("LLM_TIMEOUT", "LETTA_LLM_REQUEST_TIMEOUT_SECONDS")
     )
+    llm_max_retries: int = Field(default=2, ge=0, le=10, validation_alias=_env("LLM_MAX_RETRIES"))
+    # Steps of one request when the request does not say (contract 4.1).
+    default_max_steps: int = Field(default=50, ge=1, validation_alias=_env("DEFAULT_MAX_STEPS"))
 
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

@@ -1,11 +1,11 @@
 def test_smoke(client):
     assert client.health().status == "ok"
-    models = client.models.list()
-    assert any(m.handle == "openai/gpt-4o-mini" for m in models)
-    agent = client.agents.create(
-        model="openai/gpt-4o-mini", memory_blocks=[{"label": "human", "value": "Sam"}]
-    )
+    agent = client.agents.create(model="openai/gpt-4o-mini", memory_blocks=[{"label": "human", "value": "Sam"}])
     assert len(agent.message_ids) == 1
-    assert {t.name for t in agent.tools} == {"conversation_search", "memory_insert", "memory_replace"}
-    got = client.agents.retrieve(agent.id)
-    assert got.id == agent.id
+    response = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": "hello there"}])
+    assert [m.message_type for m in response.messages] == ["assistant_message"]
+    assert response.messages[0].content == "ack hello there"
+    assert response.stop_reason.stop_reason == "end_turn"
+    history = client.agents.messages.list(agent.id).items
+    assert [m.message_type for m in history] == ["system_message", "user_message", "assistant_message"]
+    assert len(client.agents.retrieve(agent.id).message_ids) == 3

@@ -67,9 +67,7 @@ def login_event(now: datetime, timezone: str | None) -> str:
     )
 
 
-def memgpt_boot_messages(
-    org_id: str, agent_id: str, first_seq: int, now: datetime, timezone: str | None
-) -> list[dict]:
+def memgpt_boot_messages(org_id: str, agent_id: str, first_seq: int, now: datetime, timezone: str | None) -> list[dict]:
     """The boot step memgpt-style agents start with: a send_message call, its return, a login event."""
     call_id = str(uuid.uuid4())
     common = {"org_id": org_id, "agent_id": agent_id, "created_at": now}

@@ -87,9 +87,7 @@ def render_blocks(blocks: Iterable[Mapping]) -> str:
     )
 
 
-def render_metadata(
-    agent_id: str, now: datetime, timezone: str | None, recall_count: int, archival_count: int
-) -> str:
+def render_metadata(agent_id: str, now: datetime, timezone: str | None, recall_count: int, archival_count: int) -> str:
     lines = [
         "<memory_metadata>",
         f"- AGENT_ID: {agent_id}",

@@ -83,15 +83,11 @@ async def retrieve_agent(
     include_relationships: QTextList = None,
 ) -> dict:
     """An agent; blocks, tools and tags only when `include` asks for them (as Letta does for 1.x clients)."""
-    return await services.agents.retrieve(
-        caller, agent_id, normalize_includes(include, include_relationships)
-    )
+    return await services.agents.retrieve(caller, agent_id, normalize_includes(include, include_relationships))
 
 
 @router.patch("/{agent_id}", response_model=AgentState, responses=error_responses(400, 404, 409))
-async def modify_agent(
-    agent_id: AgentId, body: AgentUpdate, caller: CallerDep, services: ServicesDep
-) -> dict:
+async def modify_agent(agent_id: AgentId, body: AgentUpdate, caller: CallerDep, services: ServicesDep) -> dict:
     """Change the fields sent; nothing else."""
     return await services.agents.update(caller, agent_id, body.model_dump(exclude_unset=True))
 

@@ -12,15 +12,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
-from recalld.api import agents, blocks, errors, health, models, tools, unsupported
+from recalld.api import agents, blocks, errors, health, messages, models, runs, tools, unsupported
 from recalld.api.deps import Services
 from recalld.api.params import reject_repeated_scalars
+from recalld.coord.lease import LocalLeases
 from recalld.llm.catalog import ModelCatalog
+from recalld.llm.providers import ChatClients
 from recalld.services.agents import AgentService
 from recalld.services.blocks import BlockService
+from recalld.services.history import HistoryService
 from recalld.services.models import ModelResolver
 from recalld.services.orgs import OrgService
+from recalld.services.runs import RunService
 from recalld.services.tools import ToolService
+from recalld.services.turns import TurnService
 from recalld.settings import Settings
 from recalld.store.migrate import upgrade_to_head
 from recalld.store.router import StoreRouter
@@ -77,7 +82,9 @@ async def _send_413(send: Send, max_bytes: int) -> None:
 def build_services(settings: Settings) -> Services:
     router = StoreRouter(settings)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_s, connect=10.0))
-    resolver = ModelResolver(ModelCatalog(settings, http))
+    catalog = ModelCatalog(settings, http)
+    resolver = ModelResolver(catalog)
+    clients = ChatClients(settings, catalog, http)
     return Services(
         settings=settings,
         router=router,
@@ -87,6 +94,9 @@ def build_services(settings: Settings) -> Services:
         blocks=BlockService(router, settings),
         tools=ToolService(router),
         orgs=OrgService(router),
+        turns=TurnService(router, settings, resolver, clients, LocalLeases()),
+        history=HistoryService(router),
+        runs=RunService(router),
         key_cache={},
     )
 
@@ -119,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(reject_repeated_scalars)],
     )
     errors.install(app)
-    for module in (health, agents, blocks, tools, models, unsupported):
+    for module in (health, agents, blocks, tools, models, messages, runs, unsupported):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -85,9 +85,7 @@ async def retrieve_block(block_id: BlockId, caller: CallerDep, services: Service
 
 
 @router.patch("/v1/blocks/{block_id}", response_model=Block, responses=error_responses(400, 404, 409))
-async def modify_block(
-    block_id: BlockId, body: BlockUpdate, caller: CallerDep, services: ServicesDep
-) -> dict:
+async def modify_block(block_id: BlockId, body: BlockUpdate, caller: CallerDep, services: ServicesDep) -> dict:
     """Change the fields sent; every agent the block is attached to sees the change in its prompt."""
     return await services.blocks.update(caller, block_id, body.model_dump(exclude_unset=True))
 
@@ -97,9 +95,7 @@ async def delete_block(block_id: BlockId, caller: CallerDep, services: ServicesD
     await services.blocks.delete(caller, block_id)
 
 
-@router.get(
-    "/v1/blocks/{block_id}/agents", response_model=list[AgentState], responses=error_responses(400, 404)
-)
+@router.get("/v1/blocks/{block_id}/agents", response_model=list[AgentState], responses=error_responses(400, 404))
 async def list_agents_of_block(
     block_id: BlockId,
     caller: CallerDep,
@@ -155,21 +151,15 @@ async def modify_agent_block(
     agent_id: AgentId, block_label: BlockLabel, body: BlockUpdate, caller: CallerDep, services: ServicesDep
 ) -> dict:
     """Change the agent's block with this label; the agent's system message is recompiled."""
-    return await services.blocks.update_by_label(
-        caller, agent_id, block_label, body.model_dump(exclude_unset=True)
-    )
+    return await services.blocks.update_by_label(caller, agent_id, block_label, body.model_dump(exclude_unset=True))
 
 
 @router.patch(CORE + "/attach/{block_id}", response_model=AgentState, responses=error_responses(404, 409))
-async def attach_block(
-    agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep
-) -> dict:
+async def attach_block(agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep) -> dict:
     """Attach a block (attaching twice is fine; a second block with the same label is 409)."""
     return await services.agents.attach_block(caller, agent_id, block_id)
 
 
 @router.patch(CORE + "/detach/{block_id}", response_model=AgentState, responses=error_responses(404))
-async def detach_block(
-    agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep
-) -> dict:
+async def detach_block(agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep) -> dict:
     return await services.agents.detach_block(caller, agent_id, block_id)

@@ -14,9 +14,12 @@ from recalld.errors import InvalidInput, Unauthorized
 from recalld.services.agents import AgentService
 from recalld.services.blocks import BlockService
 from recalld.services.caller import Caller
+from recalld.services.history import HistoryService
 from recalld.services.models import ModelResolver
 from recalld.services.orgs import OrgService
+from recalld.services.runs import RunService
 from recalld.services.tools import ToolService
+from recalld.services.turns import TurnService
 from recalld.settings import Settings
 from recalld.store.router import StoreRouter
 
@@ -35,6 +38,9 @@ class Services:
     blocks: BlockService
     tools: ToolService
     orgs: OrgService
+    turns: TurnService
+    history: HistoryService
+    runs: RunService
     key_cache: dict[str, tuple[float, Caller]]
 
 

@@ -39,12 +39,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = describe_validation_errors(list(exc.errors()))
-        return JSONResponse(
-            {"trace_id": "", "detail": detail}, status_code=422, headers=_no_retry(request, 422)
-        )
+        return JSONResponse({"trace_id": "", "detail": detail}, status_code=422, headers=_no_retry(request, 422))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # A body that is not even text (invalid UTF-8) is malformed input like any other: 422 (R5).
+            return JSONResponse({"trace_id": "", "detail": "Invalid request: body: not valid JSON"}, status_code=422,
+                                headers=_no_retry(request, 422))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -17,9 +17,7 @@ async def health() -> dict:
     return {"version": LETTA_COMPAT_VERSION, "status": "ok", "recalld_version": __version__}
 
 
-@router.get(
-    "/v1/ready/", response_model=Health, responses={503: {"model": Health, "description": "Not ready"}}
-)
+@router.get("/v1/ready/", response_model=Health, responses={503: {"model": Health, "description": "Not ready"}})
 async def ready(request: Request):
     """Ready to take work: 503 while starting or draining, so balancers stop sending requests."""
     state = getattr(request.app.state, "readiness", "ok")

@@ -16,9 +16,7 @@ BlockId = Annotated[str, Path(pattern=id_pattern("block"), description="The bloc
 ToolId = Annotated[str, Path(pattern=id_pattern("tool"), description="The tool's id (tool-<uuid4>)")]
 BlockLabel = Annotated[str, Path(min_length=1, max_length=512), AfterValidator(clean_text)]
 
-QText = Annotated[
-    str | None, Query(max_length=4096), AfterValidator(lambda v: v if v is None else clean_text(v))
-]
+QText = Annotated[str | None, Query(max_length=4096), AfterValidator(lambda v: v if v is None else clean_text(v))]
 QTextList = Annotated[
     list[str] | None,
     Query(),

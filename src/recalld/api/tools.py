@@ -88,16 +88,12 @@ async def list_agent_tools(
     )
 
 
-@router.patch(
-    "/v1/agents/{agent_id}/tools/attach/{tool_id}", response_model=None, responses=error_responses(404)
-)
+@router.patch("/v1/agents/{agent_id}/tools/attach/{tool_id}", response_model=None, responses=error_responses(404))
 async def attach_tool(agent_id: AgentId, tool_id: ToolId, caller: CallerDep, services: ServicesDep) -> None:
     """Attach a tool to the agent (attaching twice is fine). Answers null, as Letta does for 1.x clients."""
     await services.tools.attach(caller, agent_id, tool_id)
 
 
-@router.patch(
-    "/v1/agents/{agent_id}/tools/detach/{tool_id}", response_model=None, responses=error_responses(404)
-)
+@router.patch("/v1/agents/{agent_id}/tools/detach/{tool_id}", response_model=None, responses=error_responses(404))
 async def detach_tool(agent_id: AgentId, tool_id: ToolId, caller: CallerDep, services: ServicesDep) -> None:
     await services.tools.detach(caller, agent_id, tool_id)

@@ -180,9 +180,7 @@ class AgentService:
         if include_rules or (include_rules is None and agent_type in MEMGPT_TYPES):
             named = {r["tool_name"] for r in tool_rules}
             tool_rules += [r for r in base_tool_rules(agent_type) if r["tool_name"] not in named]
-        tool_rules = [
-            {k: v for k, v in r.items() if v is not None or k == "prompt_template"} for r in tool_rules
-        ]
+        tool_rules = [{k: v for k, v in r.items() if v is not None or k == "prompt_template"} for r in tool_rules]
 
         secrets = dict(body.get("tool_exec_environment_variables") or {})
         secrets.update(body.get("secrets") or {})
@@ -279,9 +277,7 @@ class AgentService:
             return memgpt_boot_messages(org_id, agent_id, 1, now, timezone)
         return []
 
-    async def _existing_blocks(
-        self, conn: AsyncConnection, org_id: str, block_ids: list[str]
-    ) -> dict[str, dict]:
+    async def _existing_blocks(self, conn: AsyncConnection, org_id: str, block_ids: list[str]) -> dict[str, dict]:
         found = await blocks_store.get_many(conn, org_id, block_ids)
         missing = [b for b in dict.fromkeys(block_ids) if b not in found]
         if missing:
@@ -296,9 +292,7 @@ class AgentService:
                 raise Conflict(f"An agent cannot have two blocks with label '{block['label']}'")
             seen.add(block["label"])
 
-    async def _resolve_tools(
-        self, conn: AsyncConnection, org_id: str, agent_type: str, body: dict
-    ) -> list[str]:
+    async def _resolve_tools(self, conn: AsyncConnection, org_id: str, agent_type: str, body: dict) -> list[str]:
         names = list(body.get("tools") or [])
         if body.get("include_base_tools", True):
             names = list(BASE_TOOLS.get(agent_type, ())) + names
@@ -386,16 +380,8 @@ class AgentService:
                 ascending=ascending,
             )
             agent_ids = [r["id"] for r in rows]
-            blocks = (
-                await blocks_store.for_agents(conn, caller.org_id, agent_ids)
-                if "agent.blocks" in include
-                else {}
-            )
-            tools = (
-                await tools_store.for_agents(conn, caller.org_id, agent_ids)
-                if "agent.tools" in include
-                else {}
-            )
+            blocks = await blocks_store.for_agents(conn, caller.org_id, agent_ids) if "agent.blocks" in include else {}
+            tools = await tools_store.for_agents(conn, caller.org_id, agent_ids) if "agent.tools" in include else {}
             tags_by = (
                 await agents_store.tags_for(conn, caller.org_id, agent_ids)
                 if include & {"agent.tags", "agent.blocks"}
@@ -485,14 +471,10 @@ class AgentService:
         async with self.router.write(caller.org_id) as conn:
             row = await self._get_or_404(conn, caller.org_id, agent_id)
             overrides = {
-                k: changes[k]
-                for k in ("context_window_limit", "max_tokens", "parallel_tool_calls")
-                if k in changes
+                k: changes[k] for k in ("context_window_limit", "max_tokens", "parallel_tool_calls") if k in changes
             }
             if overrides:
-                values["llm_config"] = _fold_llm_overrides(
-                    values.get("llm_config", row["llm_config"]), overrides
-                )
+                values["llm_config"] = _fold_llm_overrides(values.get("llm_config", row["llm_config"]), overrides)
             if "compaction_settings" in changes:
                 llm = values.get("llm_config", row["llm_config"])
                 values["compaction_settings"] = self._compaction_settings(changes["compaction_settings"], llm)
@@ -521,18 +503,14 @@ class AgentService:
                 await recompile(conn, caller.org_id, agent_id, row)
             return await self._state(conn, caller.org_id, row, ALL_RELATIONSHIPS)
 
-    async def _context_from_ids(
-        self, conn: AsyncConnection, org_id: str, agent: dict, message_ids: list[str]
-    ) -> dict:
+    async def _context_from_ids(self, conn: AsyncConnection, org_id: str, agent: dict, message_ids: list[str]) -> dict:
         """Accept a new in-context list only in the shape the window has (contract R14)."""
         shape = (
             "message_ids must be the system message, optionally the latest summary, then a contiguous run of "
             "the agent's history that ends with its newest message"
         )
         if not message_ids or message_ids[0] != agent["system_message_id"]:
-            raise Unprocessable(
-                f"{shape}; the first id must be the system message {agent['system_message_id']}"
-            )
+            raise Unprocessable(f"{shape}; the first id must be the system message {agent['system_message_id']}")
         rest = message_ids[1:]
         summary_id = None
         if rest and agent.get("summary_message_id") and rest[0] == agent["summary_message_id"]:

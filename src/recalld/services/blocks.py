@@ -210,9 +210,7 @@ class BlockService:
             raise NotFound(f"Agent with ID {agent_id} not found")
         return agent
 
-    async def list_for_agent(
-        self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool
-    ):
+    async def list_for_agent(self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool):
         async with self.router.read(caller.org_id) as conn:
             await self._agent_or_404(conn, caller.org_id, agent_id)
             rows = await blocks_store.agent_page(

@@ -41,6 +41,4 @@ async def recompile(conn: AsyncConnection, org_id: str, agent_id: str, agent: di
         recall_count=await messages_store.count_out_of_context(conn, org_id, agent),
         archival_count=await archival_count(conn, org_id, agent_id),
     )
-    await messages_store.set_content(
-        conn, org_id, agent["system_message_id"], [{"type": "text", "text": text}]
-    )
+    await messages_store.set_content(conn, org_id, agent["system_message_id"], [{"type": "text", "text": text}])

@@ -42,15 +42,11 @@ class OrgService:
             if await orgs_store.get_org(conn, ids.DEFAULT_ORG_ID) is None:
                 await orgs_store.insert_org(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_ORG_NAME)
             if await orgs_store.get_user(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID) is None:
-                await orgs_store.insert_user(
-                    conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID, ids.DEFAULT_USER_NAME
-                )
+                await orgs_store.insert_user(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_USER_ID, ids.DEFAULT_USER_NAME)
             for org_id in await orgs_store.list_org_ids(conn):
                 await ensure_builtin_tools(conn, org_id)
 
-    async def create_key(
-        self, org_name: str, user_name: str | None = None, key_name: str | None = None
-    ) -> NewKey:
+    async def create_key(self, org_name: str, user_name: str | None = None, key_name: str | None = None) -> NewKey:
         """Create a key (and its organization and user when new); the secret is returned once, stored hashed."""
         async with self.router.write(ids.DEFAULT_ORG_ID) as conn:
             org = await orgs_store.get_org_by_name(conn, org_name)

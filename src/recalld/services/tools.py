@@ -139,9 +139,7 @@ class ToolService:
             current = await tools_store.get_by_name(conn, caller.org_id, fields["name"])
             if current is not None:
                 if not upsert:
-                    raise Conflict(
-                        f"A tool named '{fields['name']}' already exists (use upsert to replace it)"
-                    )
+                    raise Conflict(f"A tool named '{fields['name']}' already exists (use upsert to replace it)")
                 if current["tool_type"] != "custom":
                     raise Conflict(f"'{fields['name']}' is a built-in tool and cannot be replaced")
                 await tools_store.update(conn, caller.org_id, current["id"], {**fields, "updated_at": now})
@@ -173,9 +171,7 @@ class ToolService:
             if row is None:
                 raise NotFound(f"Tool with id '{tool_id}' not found")
             if row["tool_type"] != "custom" and ({"source_code", "json_schema"} & changes.keys()):
-                raise InvalidInput(
-                    f"'{row['name']}' is a built-in tool; its code and schema cannot be changed"
-                )
+                raise InvalidInput(f"'{row['name']}' is a built-in tool; its code and schema cannot be changed")
             values = {k: v for k, v in changes.items() if k not in {"metadata_"}}
             if "metadata_" in changes:
                 values["metadata"] = changes["metadata_"]
@@ -191,9 +187,7 @@ class ToolService:
                 validate_tool_name(schema["name"])
                 if "description" not in changes:
                     values["description"] = schema.get("description")
-                if schema["name"] != row["name"] and await tools_store.get_by_name(
-                    conn, caller.org_id, schema["name"]
-                ):
+                if schema["name"] != row["name"] and await tools_store.get_by_name(conn, caller.org_id, schema["name"]):
                     raise Conflict(f"A tool named '{schema['name']}' already exists")
             if values.get("return_char_limit") is None:
                 values.pop("return_char_limit", None)
@@ -259,9 +253,7 @@ class ToolService:
 
     # --- agent-scoped ---------------------------------------------------------------------------------
 
-    async def list_for_agent(
-        self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool
-    ):
+    async def list_for_agent(self, caller: Caller, agent_id: str, *, before, after, limit: int, ascending: bool):
         async with self.router.read(caller.org_id) as conn:
             if not await agents_store.exists(conn, caller.org_id, agent_id):
                 raise NotFound(f"Agent with ID {agent_id} not found")

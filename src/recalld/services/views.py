@@ -109,9 +109,7 @@ def agent_view(
     out = {k: row.get(k) for k in AGENT_FIELDS}
     block_list = [block_view(b) for b in blocks]
     out["model"] = (row.get("llm_config") or {}).get("handle")
-    out["embedding"] = (
-        (row.get("embedding_config") or {}).get("handle") if row.get("embedding_config") else None
-    )
+    out["embedding"] = (row.get("embedding_config") or {}).get("handle") if row.get("embedding_config") else None
     out["tool_rules"] = row.get("tool_rules") or []
     out["blocks"] = block_list
     out["memory"] = {

@@ -33,22 +33,16 @@ async def update(conn: AsyncConnection, org_id: str, agent_id: str, values: dict
 
 
 async def delete(conn: AsyncConnection, org_id: str, agent_id: str) -> bool:
-    result = await conn.execute(
-        agents.delete().where(agents.c.organization_id == org_id, agents.c.id == agent_id)
-    )
+    result = await conn.execute(agents.delete().where(agents.c.organization_id == org_id, agents.c.id == agent_id))
     return result.rowcount > 0
 
 
 def tag_filter(org_id: str, tags: list[str], match_all: bool):
     """Agents carrying any (or all) of the tags."""
     wanted = sorted(set(tags))
-    sub = sa.select(agent_tags.c.agent_id).where(
-        agent_tags.c.organization_id == org_id, agent_tags.c.tag.in_(wanted)
-    )
+    sub = sa.select(agent_tags.c.agent_id).where(agent_tags.c.organization_id == org_id, agent_tags.c.tag.in_(wanted))
     if match_all:
-        sub = sub.group_by(agent_tags.c.agent_id).having(
-            sa.func.count(sa.distinct(agent_tags.c.tag)) == len(wanted)
-        )
+        sub = sub.group_by(agent_tags.c.agent_id).having(sa.func.count(sa.distinct(agent_tags.c.tag)) == len(wanted))
     return agents.c.id.in_(sub)
 
 

@@ -11,11 +11,7 @@ from recalld.store.schema import agent_blocks, blocks
 
 async def get(conn: AsyncConnection, org_id: str, block_id: str) -> dict | None:
     row = (
-        (
-            await conn.execute(
-                sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id == block_id)
-            )
-        )
+        (await conn.execute(sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id == block_id)))
         .mappings()
         .first()
     )
@@ -26,9 +22,7 @@ async def get_many(conn: AsyncConnection, org_id: str, block_ids: list[str]) -> 
     if not block_ids:
         return {}
     rows = (
-        await conn.execute(
-            sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id.in_(set(block_ids)))
-        )
+        await conn.execute(sa.select(blocks).where(blocks.c.organization_id == org_id, blocks.c.id.in_(set(block_ids))))
     ).mappings()
     return {r["id"]: dict(r) for r in rows}
 
@@ -51,9 +45,7 @@ async def update(conn: AsyncConnection, org_id: str, block_id: str, values: dict
 
 
 async def delete(conn: AsyncConnection, org_id: str, block_id: str) -> bool:
-    result = await conn.execute(
-        blocks.delete().where(blocks.c.organization_id == org_id, blocks.c.id == block_id)
-    )
+    result = await conn.execute(blocks.delete().where(blocks.c.organization_id == org_id, blocks.c.id == block_id))
     return result.rowcount > 0
 
 
@@ -68,9 +60,7 @@ async def list_page(
     ascending: bool,
 ) -> list[dict]:
     query = sa.select(blocks).where(blocks.c.organization_id == org_id, *filters)
-    return await page(
-        conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
-    )
+    return await page(conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
 
 
 def attached_count(org_id: str):
@@ -140,9 +130,7 @@ async def agent_page(
         )
         .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
     )
-    return await page(
-        conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
-    )
+    return await page(conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
 
 
 async def agent_ids_of(conn: AsyncConnection, org_id: str, block_id: str) -> list[str]:
@@ -156,9 +144,7 @@ async def agent_ids_of(conn: AsyncConnection, org_id: str, block_id: str) -> lis
 
 async def attach(conn: AsyncConnection, org_id: str, agent_id: str, block_id: str, label: str) -> None:
     await conn.execute(
-        agent_blocks.insert().values(
-            organization_id=org_id, agent_id=agent_id, block_id=block_id, label=label
-        )
+        agent_blocks.insert().values(organization_id=org_id, agent_id=agent_id, block_id=block_id, label=label)
     )
 
 
@@ -175,9 +161,7 @@ async def detach(conn: AsyncConnection, org_id: str, agent_id: str, block_id: st
 
 async def detach_all(conn: AsyncConnection, org_id: str, agent_id: str) -> None:
     await conn.execute(
-        agent_blocks.delete().where(
-            agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id
-        )
+        agent_blocks.delete().where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
     )
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from recalld.settings import Settings, to_asyncpg_url
+
+
+def _json_dumps(value) -> str:  # noqa: ANN001
+    # orjson is fast and keeps non-ASCII text as it is, so substring searches over JSON text work.
+    return orjson.dumps(value).decode()
+
+
+JSON_CODEC = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
 def make_pg_engine(uri: str, settings: Settings) -> AsyncEngine:
@@ -17,6 +26,7 @@ def make_pg_engine(uri: str, settings: Settings) -> AsyncEngine:
         return create_async_engine(
             url,
             poolclass=NullPool,
+            **JSON_CODEC,
             connect_args={"statement_cache_size": 0, "prepared_statement_cache_size": 0},
         )
     return create_async_engine(
@@ -27,13 +37,14 @@ def make_pg_engine(uri: str, settings: Settings) -> AsyncEngine:
         pool_recycle=settings.pg_pool_recycle,
         pool_pre_ping=settings.pg_pool_pre_ping,
         pool_use_lifo=True,
+        **JSON_CODEC,
         connect_args={"timeout": settings.pg_pool_timeout},
     )
 
 
 def make_sqlite_engine(settings: Settings) -> AsyncEngine:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(settings.database_url)
+    engine = create_async_engine(settings.database_url, **JSON_CODEC)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection, _record):  # noqa: ANN001

@@ -36,13 +36,11 @@ async def in_context_ids(conn: AsyncConnection, org_id: str, agent: dict) -> lis
         )
         .order_by(messages.c.seq)
     )
-    ids.extend(rows.scalars())
+    ids.extend(i for i in rows.scalars() if i != agent.get("summary_message_id"))
     return ids
 
 
-async def seqs_of(
-    conn: AsyncConnection, org_id: str, agent_id: str, message_ids: list[str]
-) -> dict[str, int]:
+async def seqs_of(conn: AsyncConnection, org_id: str, agent_id: str, message_ids: list[str]) -> dict[str, int]:
     if not message_ids:
         return {}
     rows = await conn.execute(
@@ -64,3 +62,124 @@ async def count_out_of_context(conn: AsyncConnection, org_id: str, agent: dict) 
         messages.c.seq < agent["context_start_seq"],
     )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def get(conn: AsyncConnection, org_id: str, message_id: str) -> dict | None:
+    row = (
+        (
+            await conn.execute(
+                sa.select(messages).where(messages.c.organization_id == org_id, messages.c.id == message_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def context_rows(conn: AsyncConnection, org_id: str, agent: dict) -> tuple[dict | None, dict | None, list[dict]]:
+    """The system message, the summary (if any) and the kept run of history, in one query."""
+    special = [i for i in (agent.get("system_message_id"), agent.get("summary_message_id")) if i]
+    query = (
+        sa.select(messages)
+        .where(
+            messages.c.organization_id == org_id,
+            messages.c.agent_id == agent["id"],
+            sa.or_(
+                messages.c.id.in_(special),
+                sa.and_(messages.c.seq >= agent["context_start_seq"], messages.c.seq <= agent["last_seq"]),
+            ),
+        )
+        .order_by(messages.c.seq)
+    )
+    system = summary = None
+    history = []
+    for row in (await conn.execute(query)).mappings():
+        row = dict(row)
+        if row["id"] == agent.get("system_message_id"):
+            system = row
+        elif row["id"] == agent.get("summary_message_id"):
+            summary = row
+        else:
+            history.append(row)
+    return system, summary, history
+
+
+async def seq_of(conn: AsyncConnection, org_id: str, agent_id: str, message_id: str) -> int | None:
+    query = sa.select(messages.c.seq).where(
+        messages.c.organization_id == org_id, messages.c.agent_id == agent_id, messages.c.id == message_id
+    )
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def page_by_seq(
+    conn: AsyncConnection,
+    org_id: str,
+    agent_id: str,
+    *,
+    after_seq: int | None,
+    before_seq: int | None,
+    limit: int,
+    newest: bool,
+    filters: list | None = None,
+) -> list[dict]:
+    """A page of history as an index range read on (agent_id, seq), returned oldest first."""
+    query = sa.select(messages).where(
+        messages.c.organization_id == org_id, messages.c.agent_id == agent_id, *(filters or [])
+    )
+    if after_seq is not None:
+        query = query.where(messages.c.seq > after_seq)
+    if before_seq is not None:
+        query = query.where(messages.c.seq < before_seq)
+    query = query.order_by(messages.c.seq.desc() if newest else messages.c.seq.asc()).limit(limit)
+    rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows[::-1] if newest else rows
+
+
+async def for_run(conn: AsyncConnection, org_id: str, run_id: str) -> list[dict]:
+    query = sa.select(messages).where(messages.c.organization_id == org_id, messages.c.run_id == run_id)
+    return [dict(r) for r in (await conn.execute(query.order_by(messages.c.seq))).mappings()]
+
+
+async def by_otid(conn: AsyncConnection, org_id: str, agent_id: str, otid: str) -> dict | None:
+    query = sa.select(messages).where(
+        messages.c.organization_id == org_id, messages.c.agent_id == agent_id, messages.c.otid == otid
+    )
+    row = (await conn.execute(query.limit(1))).mappings().first()
+    return dict(row) if row else None
+
+
+async def search_text(
+    conn: AsyncConnection,
+    org_id: str,
+    agent_id: str,
+    *,
+    query: str | None,
+    roles: list[str],
+    start=None,
+    end=None,
+    exclude_tool_call_names: tuple[str, ...] = (),
+    limit: int = 5,
+) -> list[dict]:
+    """Case-insensitive substring search over the agent's messages, newest first."""
+    conditions = [
+        messages.c.organization_id == org_id,
+        messages.c.agent_id == agent_id,
+        messages.c.role.in_(roles),
+        messages.c.seq > 0,
+    ]
+    if start is not None:
+        conditions.append(messages.c.created_at >= start)
+    if end is not None:
+        conditions.append(messages.c.created_at <= end)
+    if query:
+        conditions.append(sa.func.lower(sa.cast(messages.c.content, sa.Text)).contains(query.lower(), autoescape=True))
+    stmt = sa.select(messages).where(*conditions).order_by(messages.c.seq.desc()).limit(limit * 4 + 20)
+    out = []
+    for row in (await conn.execute(stmt)).mappings():
+        row = dict(row)
+        names = {(c.get("function") or {}).get("name") for c in row.get("tool_calls") or []}
+        if names & set(exclude_tool_call_names):
+            continue
+        out.append(row)
+    return out

@@ -17,9 +17,7 @@ def hash_key(secret: str) -> str:
 
 
 async def get_org_by_name(conn: AsyncConnection, name: str) -> dict | None:
-    row = (
-        (await conn.execute(sa.select(organizations).where(organizations.c.name == name))).mappings().first()
-    )
+    row = (await conn.execute(sa.select(organizations).where(organizations.c.name == name))).mappings().first()
     return dict(row) if row else None
 
 
@@ -38,9 +36,7 @@ async def list_org_ids(conn: AsyncConnection) -> list[str]:
 
 async def insert_org(conn: AsyncConnection, org_id: str, name: str) -> None:
     now = utcnow()
-    await conn.execute(
-        organizations.insert().values(organization_id=org_id, name=name, created_at=now, updated_at=now)
-    )
+    await conn.execute(organizations.insert().values(organization_id=org_id, name=name, created_at=now, updated_at=now))
 
 
 async def get_user(conn: AsyncConnection, org_id: str, user_id: str) -> dict | None:
@@ -68,9 +64,7 @@ async def insert_user(conn: AsyncConnection, org_id: str, user_id: str, name: st
     )
 
 
-async def insert_api_key(
-    conn: AsyncConnection, org_id: str, key_id: str, user_id: str, secret: str, name: str | None
-):
+async def insert_api_key(conn: AsyncConnection, org_id: str, key_id: str, user_id: str, secret: str, name: str | None):
     now = utcnow()
     await conn.execute(
         api_keys.insert().values(

@@ -73,9 +73,7 @@ api_keys = Table(
     *_stamps(),
     PrimaryKeyConstraint("organization_id", "id"),
     UniqueConstraint("organization_id", "key_hash"),
-    ForeignKeyConstraint(
-        ["organization_id", "user_id"], ["users.organization_id", "users.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"], ondelete="CASCADE"),
 )
 
 agents = Table(
@@ -128,9 +126,7 @@ agent_tags = Table(
     Column("agent_id", ID, nullable=False),
     Column("tag", String(512), nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "tag"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
     Index(None, "organization_id", "tag"),
 )
 
@@ -173,12 +169,8 @@ agent_blocks = Table(
     Column("label", String(512), nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "block_id"),
     UniqueConstraint("organization_id", "agent_id", "label"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
-    ForeignKeyConstraint(
-        ["organization_id", "block_id"], ["blocks.organization_id", "blocks.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["organization_id", "block_id"], ["blocks.organization_id", "blocks.id"], ondelete="CASCADE"),
     Index(None, "organization_id", "block_id"),
 )
 
@@ -217,12 +209,8 @@ agent_tools = Table(
     Column("agent_id", ID, nullable=False),
     Column("tool_id", ID, nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id", "tool_id"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
-    ForeignKeyConstraint(
-        ["organization_id", "tool_id"], ["tools.organization_id", "tools.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["organization_id", "tool_id"], ["tools.organization_id", "tools.id"], ondelete="CASCADE"),
     Index(None, "organization_id", "tool_id"),
 )
 
@@ -249,9 +237,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("organization_id", "id"),
     UniqueConstraint("organization_id", "agent_id", "seq"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
 )
 
 # A run is one request's turn; it exists (status created/running) before its first model call.
@@ -283,9 +269,7 @@ runs = Table(
     UniqueConstraint("organization_id", "agent_id", "input_otid"),
     Index(None, "organization_id", "agent_id", "created_at"),
     Index(None, "organization_id", "status", "created_at"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
 )
 
 # One model call of a run.
@@ -310,9 +294,7 @@ steps = Table(
     PrimaryKeyConstraint("organization_id", "id"),
     Index(None, "organization_id", "run_id", "created_at"),
     Index(None, "organization_id", "agent_id", "created_at"),
-    ForeignKeyConstraint(
-        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
-    ),
+    ForeignKeyConstraint(["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"),
 )
 
 Index("ix_messages_organization_id_run_id", messages.c.organization_id, messages.c.run_id)

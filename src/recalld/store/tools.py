@@ -31,9 +31,7 @@ async def by_names(conn: AsyncConnection, org_id: str, names: list[str]) -> dict
     if not names:
         return {}
     rows = (
-        await conn.execute(
-            sa.select(tools).where(tools.c.organization_id == org_id, tools.c.name.in_(set(names)))
-        )
+        await conn.execute(sa.select(tools).where(tools.c.organization_id == org_id, tools.c.name.in_(set(names))))
     ).mappings()
     return {r["name"]: dict(r) for r in rows}
 
@@ -42,9 +40,7 @@ async def by_ids(conn: AsyncConnection, org_id: str, tool_ids: list[str]) -> dic
     if not tool_ids:
         return {}
     rows = (
-        await conn.execute(
-            sa.select(tools).where(tools.c.organization_id == org_id, tools.c.id.in_(set(tool_ids)))
-        )
+        await conn.execute(sa.select(tools).where(tools.c.organization_id == org_id, tools.c.id.in_(set(tool_ids))))
     ).mappings()
     return {r["id"]: dict(r) for r in rows}
 
@@ -54,15 +50,11 @@ async def insert(conn: AsyncConnection, row: dict) -> None:
 
 
 async def update(conn: AsyncConnection, org_id: str, tool_id: str, values: dict) -> None:
-    await conn.execute(
-        tools.update().where(tools.c.organization_id == org_id, tools.c.id == tool_id).values(**values)
-    )
+    await conn.execute(tools.update().where(tools.c.organization_id == org_id, tools.c.id == tool_id).values(**values))
 
 
 async def delete(conn: AsyncConnection, org_id: str, tool_id: str) -> bool:
-    result = await conn.execute(
-        tools.delete().where(tools.c.organization_id == org_id, tools.c.id == tool_id)
-    )
+    result = await conn.execute(tools.delete().where(tools.c.organization_id == org_id, tools.c.id == tool_id))
     return result.rowcount > 0
 
 
@@ -70,17 +62,13 @@ async def list_page(
     conn: AsyncConnection, org_id: str, *, filters: list, before, after, limit: int, ascending: bool
 ) -> list[dict]:
     query = sa.select(tools).where(tools.c.organization_id == org_id, *filters)
-    return await page(
-        conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
-    )
+    return await page(conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
 
 
 def _joined():
     return sa.select(tools).join(
         agent_tools,
-        sa.and_(
-            agent_tools.c.organization_id == tools.c.organization_id, agent_tools.c.tool_id == tools.c.id
-        ),
+        sa.and_(agent_tools.c.organization_id == tools.c.organization_id, agent_tools.c.tool_id == tools.c.id),
     )
 
 
@@ -123,9 +111,7 @@ async def agent_page(
     conn: AsyncConnection, org_id: str, agent_id: str, *, before, after, limit: int, ascending: bool
 ) -> list[dict]:
     query = _joined().where(agent_tools.c.organization_id == org_id, agent_tools.c.agent_id == agent_id)
-    return await page(
-        conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending
-    )
+    return await page(conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
 
 
 async def attached_ids(conn: AsyncConnection, org_id: str, agent_id: str) -> set[str]:
@@ -141,10 +127,7 @@ async def attach_many(conn: AsyncConnection, org_id: str, agent_id: str, tool_id
     if tool_ids:
         await conn.execute(
             agent_tools.insert(),
-            [
-                {"organization_id": org_id, "agent_id": agent_id, "tool_id": t}
-                for t in dict.fromkeys(tool_ids)
-            ],
+            [{"organization_id": org_id, "agent_id": agent_id, "tool_id": t} for t in dict.fromkeys(tool_ids)],
         )
 
 
@@ -161,7 +144,5 @@ async def detach(conn: AsyncConnection, org_id: str, agent_id: str, tool_id: str
 
 async def detach_all(conn: AsyncConnection, org_id: str, agent_id: str) -> None:
     await conn.execute(
-        agent_tools.delete().where(
-            agent_tools.c.organization_id == org_id, agent_tools.c.agent_id == agent_id
-        )
+        agent_tools.delete().where(agent_tools.c.organization_id == org_id, agent_tools.c.agent_id == agent_id)
     )

@@ -67,9 +67,7 @@ def upgrade() -> None:
             ["organization_id", "created_at", "id"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_agents_organization_id_name"), ["organization_id", "name"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_agents_organization_id_name"), ["organization_id", "name"], unique=False)
 
     op.create_table(
         "blocks",
@@ -103,9 +101,7 @@ def upgrade() -> None:
             ["organization_id", "created_at", "id"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_blocks_organization_id_label"), ["organization_id", "label"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_blocks_organization_id_label"), ["organization_id", "label"], unique=False)
 
     op.create_table(
         "organizations",
@@ -196,9 +192,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("organization_id", "agent_id", "tag", name=op.f("pk_agent_tags")),
     )
     with op.batch_alter_table("agent_tags", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_agent_tags_organization_id_tag"), ["organization_id", "tag"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_agent_tags_organization_id_tag"), ["organization_id", "tag"], unique=False)
 
     op.create_table(
         "agent_tools",

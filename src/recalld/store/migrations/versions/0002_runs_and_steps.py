@@ -115,9 +115,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_messages_organization_id_agent_id_otid", ["organization_id", "agent_id", "otid"], unique=False
         )
-        batch_op.create_index(
-            "ix_messages_organization_id_run_id", ["organization_id", "run_id"], unique=False
-        )
+        batch_op.create_index("ix_messages_organization_id_run_id", ["organization_id", "run_id"], unique=False)
 
 
 def downgrade() -> None:

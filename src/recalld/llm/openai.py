@@ -1,0 +1,177 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, LM Studio, llama.cpp server)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from recalld.llm.retry import ProviderHTTPError, as_api_error, provider_message, retry_after, with_retries
+from recalld.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+
+def _usage(raw: dict | None) -> Usage:
+    raw = raw or {}
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_input_tokens=prompt_details.get("cached_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+
+
+class OpenAIChatClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        provider_name: str,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        max_retries: int = 2,
+    ):
+        self.http = http
+        self.provider_name = provider_name
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self.max_retries = max_retries
+
+    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        if request.tools:
+            body["tools"] = request.tools
+            body["tool_choice"] = request.tool_choice or "auto"
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.max_tokens:
+            body["max_completion_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        body = self._body(request, stream=False)
+
+        async def call() -> dict:
+            response = await self.http.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            if response.status_code >= 400:
+                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+            try:
+                return response.json()
+            except ValueError as e:  # a 200 that is not JSON (a proxy's HTML page) is the provider's failure too
+                raise as_api_error(self.provider_name, ValueError(f"malformed response: {response.text[:200]}")) from e
+
+        data = await with_retries(self.provider_name, call, max_retries=self.max_retries)
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+        except (KeyError, IndexError, TypeError) as e:
+            raise as_api_error(self.provider_name, ValueError(f"malformed response: {str(data)[:200]}")) from e
+        calls = [
+            ToolCall(
+                id=c.get("id") or f"call_{i}",
+                name=(c.get("function") or {}).get("name") or "",
+                arguments=(c.get("function") or {}).get("arguments") or "",
+            )
+            for i, c in enumerate(message.get("tool_calls") or [])
+        ]
+        return ChatResponse(
+            text=message.get("content"),
+            tool_calls=calls,
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(data.get("usage")),
+            reasoning=message.get("reasoning_content") or message.get("reasoning"),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = self._body(request, stream=True)
+
+        async def open_stream() -> httpx.Response:
+            req = self.http.build_request("POST", self.url, json=body, headers=self.headers, timeout=self.timeout)
+            response = await self.http.send(req, stream=True)
+            if response.status_code >= 400:
+                await response.aread()
+                await response.aclose()
+                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+            return response
+
+        # Retries happen only before the first byte: once deltas went out, a retry would repeat them.
+        response = await with_retries(self.provider_name, open_stream, max_retries=self.max_retries)
+        text_parts: list[str] = []
+        reasoning_parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        finish_reason = None
+        usage = Usage()
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                chunk = json.loads(payload)
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):  # an error reported mid-stream (after the 200 went out)
+                    error = chunk["error"]
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise as_api_error(self.provider_name, ValueError(f"stream error: {str(message)[:500]}"))
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if reasoning:
+                        reasoning_parts.append(reasoning)
+                        yield ReasoningDelta(reasoning)
+                    if delta.get("content"):
+                        text_parts.append(delta["content"])
+                        yield TextDelta(delta["content"])
+                    for tc in delta.get("tool_calls") or []:
+                        index = tc.get("index", 0)
+                        slot = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                        fn = tc.get("function") or {}
+                        if tc.get("id"):
+                            slot["id"] = tc["id"]
+                        if fn.get("name"):
+                            slot["name"] += fn["name"]
+                        if fn.get("arguments"):
+                            slot["arguments"] += fn["arguments"]
+                        yield ToolCallDelta(
+                            index=index, id=tc.get("id"), name=fn.get("name"), arguments=fn.get("arguments")
+                        )
+        except httpx.HTTPError as e:
+            raise as_api_error(self.provider_name, e) from e
+        except ValueError as e:
+            raise as_api_error(self.provider_name, ValueError(f"malformed stream chunk: {e}")) from e
+        finally:
+            await response.aclose()
+        yield ChatResponse(
+            text="".join(text_parts) or None,
+            tool_calls=[
+                ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+                for i, c in sorted(calls.items())
+            ],
+            finish_reason=finish_reason,
+            usage=usage,
+            reasoning="".join(reasoning_parts) or None,
+        )

@@ -1,0 +1,159 @@
+"""The two database moments of a turn: read the agent's state (one short transaction) and commit a step
+(one short transaction, guarded by the fence compare-and-set on the agent's last sequence number)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from recalld.agent.loop import TurnState
+from recalld.agent.memory_tools import Memory
+from recalld.errors import Conflict, NotFound
+from recalld.services.memory import archival_count
+from recalld.store import agents as agents_store
+from recalld.store import blocks as blocks_store
+from recalld.store import messages as messages_store
+from recalld.store import runs as runs_store
+from recalld.store import tools as tools_store
+from recalld.store.schema import agent_blocks, agents, blocks, messages
+from recalld.store.types import utcnow
+
+
+class FenceViolation(Conflict):
+    """Another writer committed to this agent since the turn read it; the step is refused, not merged."""
+
+
+async def load_state(conn: AsyncConnection, org_id: str, agent_id: str, default_limit: int) -> TurnState:
+    agent = await agents_store.get(conn, org_id, agent_id)
+    if agent is None:
+        raise NotFound(f"Agent with ID {agent_id} not found")
+    block_rows = await blocks_store.for_agent(conn, org_id, agent_id)
+    tool_rows = await tools_store.for_agent(conn, org_id, agent_id)
+    system, summary, history = await messages_store.context_rows(conn, org_id, agent)
+    return TurnState(
+        agent=agent,
+        system_text=_text(system),
+        summary=summary,
+        history=history,
+        tools={t["name"]: t for t in tool_rows},
+        memory=Memory(blocks={b["label"]: dict(b) for b in block_rows}, default_limit=default_limit),
+        # Sequence numbers are contiguous, so the messages before the window are context_start_seq - 1.
+        recall_count=max(0, agent["context_start_seq"] - 1),
+        archival_count=await archival_count(conn, org_id, agent_id),
+    )
+
+
+def _text(row: dict | None) -> str:
+    if row is None:
+        return ""
+    return "".join(p.get("text", "") for p in row.get("content") or [] if p.get("type") == "text")
+
+
+@dataclass
+class StepCommit:
+    """Everything one step writes; applied atomically by commit_step."""
+
+    rows: list[dict]
+    step_row: dict | None = None
+    system_text: str | None = None
+    memory: Memory | None = None
+    context_start_seq: int | None = None
+    summary_message_id: str | None = None
+    clear_summary: bool = False
+    run_update: dict | None = None
+    agent_update: dict | None = None
+    # message_buffer_autoclear: after the turn, the window holds only the system message again.
+    autoclear: bool = False
+
+
+async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommit, run_id: str) -> None:
+    """Write one step; fails with FenceViolation (changing nothing) if the agent moved on meanwhile."""
+    agent = state.agent
+    org_id, agent_id = agent["organization_id"], agent["id"]
+    expected = agent["last_seq"]
+    for offset, row in enumerate(commit.rows, start=1):
+        row["seq"] = expected + offset
+    new_last = expected + len(commit.rows)
+    now = utcnow()
+    values: dict = {"last_seq": new_last, "updated_at": now}
+    if commit.context_start_seq is not None:
+        values["context_start_seq"] = commit.context_start_seq
+    if commit.summary_message_id is not None or commit.clear_summary:
+        values["summary_message_id"] = commit.summary_message_id
+    values.update(commit.agent_update or {})
+    if commit.autoclear:
+        values["context_start_seq"] = new_last + 1
+        values["summary_message_id"] = None
+    result = await conn.execute(
+        agents.update()
+        .where(agents.c.organization_id == org_id, agents.c.id == agent_id, agents.c.last_seq == expected)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise FenceViolation(
+            f"Agent {agent_id} changed while this turn was running (another writer committed first); "
+            "the step was not stored."
+        )
+    await messages_store.insert_many(conn, commit.rows)
+    if commit.memory is not None:
+        await _write_memory(conn, org_id, agent_id, commit.memory, now)
+    if commit.system_text is not None and agent.get("system_message_id"):
+        await messages_store.set_content(
+            conn, org_id, agent["system_message_id"], [{"type": "text", "text": commit.system_text}]
+        )
+    if commit.step_row is not None:
+        await runs_store.insert_step(conn, commit.step_row)
+    if commit.run_update:
+        await runs_store.update(conn, org_id, run_id, {**commit.run_update, "updated_at": now})
+    agent.update(values)
+
+
+async def _write_memory(conn: AsyncConnection, org_id: str, agent_id: str, memory: Memory, now) -> None:  # noqa: ANN001
+    for label in memory.changed:
+        block = memory.blocks[label]
+        await conn.execute(
+            blocks.update()
+            .where(blocks.c.organization_id == org_id, blocks.c.id == block["id"])
+            .values(value=block["value"], label=block["label"], updated_at=now)
+        )
+        await conn.execute(
+            agent_blocks.update()
+            .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.block_id == block["id"])
+            .values(label=block["label"])
+        )
+    for label in memory.created:
+        block = memory.blocks[label]
+        await blocks_store.insert(
+            conn,
+            [
+                {
+                    "organization_id": org_id,
+                    "id": block["id"],
+                    "label": label,
+                    "value": block["value"],
+                    "limit": block["limit"],
+                    "description": block.get("description"),
+                    "read_only": False,
+                    "metadata": {},
+                    "tags": [],
+                    "is_template": False,
+                    "preserve_on_migration": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
+        await blocks_store.attach(conn, org_id, agent_id, block["id"], label)
+    for block_id in memory.detached:
+        await blocks_store.detach(conn, org_id, agent_id, block_id)
+    memory.changed.clear()
+    memory.created.clear()
+    memory.detached.clear()
+
+
+async def count_committed(conn: AsyncConnection, org_id: str, run_id: str) -> int:
+    """Messages a run has stored (0 means its input was never written)."""
+    query = sa.select(sa.func.count()).where(messages.c.organization_id == org_id, messages.c.run_id == run_id)
+    return int((await conn.execute(query)).scalar_one())

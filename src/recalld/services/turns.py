@@ -1,0 +1,588 @@
+"""Turns: one input and the agent steps it triggers, one at a time per agent (ARCHITECTURE.md, the path
+of a message). The lease queues turns; each step reads nothing inside a transaction while the model
+thinks, and commits in one short transaction behind the fence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+
+from recalld import ids
+from recalld.agent import compaction
+from recalld.agent.convert import to_letta
+from recalld.agent.loop import StepResult, TurnState, run_step, tool_schemas
+from recalld.agent.messages import memgpt_boot_messages, message_row
+from recalld.agent.rules import RuleBook
+from recalld.agent.tool_runner import ToolRunner
+from recalld.coord.lease import LocalLeases
+from recalld.errors import Conflict, NotFound, ProviderError, RecalldError
+from recalld.llm import tokens
+from recalld.llm.providers import ChatClients
+from recalld.llm.types import Usage
+from recalld.services.caller import Caller
+from recalld.services.models import ModelResolver
+from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, count_committed, load_state
+from recalld.services.turn_tools import TurnToolServices
+from recalld.settings import Settings
+from recalld.store import runs as runs_store
+from recalld.store.router import StoreRouter
+from recalld.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+# Stop reasons that complete a run; any other ends it failed (contract 7.1).
+COMPLETING = frozenset(
+    {"end_turn", "max_steps", "tool_rule", "requires_approval", "no_tool_call", "max_tokens_exceeded"}
+)
+INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class SendRequest:
+    inputs: list[dict]  # MessageCreate dicts: role, content, name?, otid?, sender_id?
+    max_steps: int = 50
+    stream_tokens: bool = False
+    include_return_message_types: list[str] | None = None
+    override_system: str | None = None
+    idempotency_key: str | None = None
+    background: bool = False
+    request_config: dict = field(default_factory=dict)
+
+    @property
+    def input_otid(self) -> str | None:
+        for message in self.inputs:
+            if message.get("otid"):
+                return message["otid"]
+        return None
+
+
+def usage_dict(usage: Usage, step_count: int, context_tokens: int) -> dict[str, Any]:
+    return {
+        "message_type": "usage_statistics",
+        "completion_tokens": usage.completion_tokens,
+        "prompt_tokens": usage.prompt_tokens,
+        "total_tokens": usage.total_tokens,
+        "step_count": step_count,
+        "run_ids": None,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "context_tokens": context_tokens,
+    }
+
+
+def _add_usage(total: Usage, step: Usage) -> None:
+    total.prompt_tokens += step.prompt_tokens
+    total.completion_tokens += step.completion_tokens
+    for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
+        value = getattr(step, name)
+        if value is not None:
+            setattr(total, name, (getattr(total, name) or 0) + value)
+
+
+def filter_types(messages: list[dict], types: list[str] | None) -> list[dict]:
+    return messages if not types else [m for m in messages if m["message_type"] in types]
+
+
+class TurnService:
+    def __init__(
+        self,
+        router: StoreRouter,
+        settings: Settings,
+        models: ModelResolver,
+        clients: ChatClients,
+        leases: LocalLeases,
+        passages: Any | None = None,
+    ):
+        self.router = router
+        self.settings = settings
+        self.models = models
+        self.clients = clients
+        self.leases = leases
+        self.passages = passages
+        self._cancel: dict[str, asyncio.Event] = {}
+        self._active: dict[str, set[str]] = {}  # agent id → run ids running here
+        self.background: set[asyncio.Task] = set()
+
+    # --- entry points ---------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        caller: Caller,
+        agent_id: str,
+        req: SendRequest,
+        *,
+        emit: Emit | None = None,
+        started: asyncio.Future | None = None,
+    ) -> dict:
+        """Run a turn to its end and return the LettaResponse (or the recorded one for a repeated send)."""
+        if req.idempotency_key or req.input_otid:
+            await self._await_running_duplicate(caller, agent_id, req)
+        async with self.leases.hold(agent_id, self.settings.lease_wait_s):
+            return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started)
+
+    async def _await_running_duplicate(self, caller: Caller, agent_id: str, req: SendRequest) -> None:
+        """A repeated send whose first copy is still running waits for it (outside the lease it holds)."""
+        deadline = time.monotonic() + self.settings.lease_wait_s
+        while True:
+            async with self.router.read(caller.org_id) as conn:
+                run = await runs_store.find_idempotent(
+                    conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
+                )
+            if run is None or run["status"] not in runs_store.ACTIVE or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.05)
+
+    async def start_async(self, caller: Caller, agent_id: str, req: SendRequest) -> dict:
+        """Record a run and run the turn in the background; the run is returned at once."""
+        async with self.router.write(caller.org_id) as conn:
+            existing = await runs_store.find_idempotent(
+                conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
+            )
+            if existing is not None:
+                return existing
+            if not await _agent_exists(conn, caller.org_id, agent_id):
+                raise NotFound(f"Agent with ID {agent_id} not found")
+            run = self._new_run(caller, agent_id, req, status="created", run_type="send_message_async")
+            try:
+                await runs_store.insert(conn, run)
+            except sa_exc.IntegrityError:
+                run = None
+        if run is None:  # an identical send created it a moment ago
+            async with self.router.read(caller.org_id) as conn:
+                return await runs_store.find_idempotent(
+                    conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
+                )
+        task = asyncio.create_task(self._run_in_background(caller, agent_id, req, run))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return run
+
+    async def _run_in_background(self, caller: Caller, agent_id: str, req: SendRequest, run: dict) -> None:
+        try:
+            async with self.leases.hold(agent_id, self.settings.lease_wait_s):
+                await self._turn(caller, agent_id, req, run=run, emit=None, started=None)
+        except Conflict as e:
+            await self._finish_run(
+                caller.org_id, run["id"], "failed", "error", {"error": e.detail, "reason": "the turn never started"}
+            )
+        except RecalldError:
+            pass  # _turn has recorded the failure on the run
+        except Exception:  # noqa: BLE001 - a background turn must not die silently
+            log.exception("background turn %s failed", run["id"])
+            await self._finish_run(caller.org_id, run["id"], "failed", "error", {"error": "internal error"})
+
+    async def reset(self, caller: Caller, agent_id: str, add_default_initial_messages: bool) -> None:
+        """Empty the context window (history stays), recompile the system message; a turn of its own."""
+        async with self.leases.hold(agent_id, self.settings.lease_wait_s):
+            async with self.router.read(caller.org_id) as conn:
+                state = await load_state(conn, caller.org_id, agent_id, self.settings.core_memory_block_char_limit)
+            agent = state.agent
+            rows: list[dict] = []
+            if add_default_initial_messages and state.agent_type in ("memgpt_agent", "memgpt_v2_agent"):
+                rows = memgpt_boot_messages(caller.org_id, agent_id, 0, utcnow(), agent["timezone"])
+            state.recall_count = agent["last_seq"]
+            state.summary = None
+            commit = StepCommit(
+                rows=rows,
+                system_text=state.recompiled_system(utcnow()),
+                context_start_seq=agent["last_seq"] + 1,
+                clear_summary=True,
+            )
+            async with self.router.write(caller.org_id) as conn:
+                await commit_step(conn, state, commit, run_id="")
+
+    def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
+        active = self._active.get(agent_id, set())
+        targets = [r for r in (run_ids or list(active)) if r in active]
+        if not targets:
+            raise Conflict(f"No active runs to cancel for agent {agent_id}")
+        for run_id in targets:
+            self._cancel[run_id].set()
+        return {run_id: "cancelled" for run_id in targets}
+
+    # --- the turn -------------------------------------------------------------------------------------
+
+    async def _turn(
+        self,
+        caller: Caller,
+        agent_id: str,
+        req: SendRequest,
+        *,
+        run: dict | None,
+        emit: Emit | None,
+        started: asyncio.Future | None,
+    ) -> dict:
+        org_id = caller.org_id
+        try:
+            async with self.router.read(org_id) as conn:
+                state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit)
+                existing = await runs_store.find_idempotent(
+                    conn, org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
+                )
+                committed = await count_committed(conn, org_id, existing["id"]) if existing else 0
+        except BaseException as e:
+            _fail_start(started, e)
+            raise
+        if existing is not None and run is None and existing["status"] == "completed" and existing.get("result"):
+            _signal_start(started, existing)
+            return await self._replay(existing, req, emit)
+        if existing is not None and (run is None or existing["id"] == run["id"]):
+            run = existing  # a retried send continues its run, storing the input only once
+        if run is None:
+            run = self._new_run(caller, agent_id, req, status="running", run_type="send_message")
+            try:
+                async with self.router.write(org_id) as conn:
+                    await runs_store.insert(conn, run)
+            except BaseException as e:
+                _fail_start(started, e)
+                raise
+        else:
+            async with self.router.write(org_id) as conn:
+                await runs_store.update(
+                    conn, org_id, run["id"], {"status": "running", "lease_holder": INSTANCE_ID, "updated_at": utcnow()}
+                )
+        _signal_start(started, run)
+        pending = [] if committed else self._input_rows(state, req, run["id"])
+        return await self._steps(caller, state, req, run, pending, emit)
+
+    async def _steps(
+        self, caller: Caller, state: TurnState, req: SendRequest, run: dict, pending: list[dict], emit: Emit | None
+    ) -> dict:
+        org_id, run_id = caller.org_id, run["id"]
+        cancel = self._cancel.setdefault(run_id, asyncio.Event())
+        self._active.setdefault(state.agent["id"], set()).add(run_id)
+        llm = self.clients.for_config(state.agent["llm_config"])
+        runner = ToolRunner(
+            state.tools,
+            state.memory,
+            TurnToolServices(self.router, caller, state.agent, self.passages),
+            secrets=state.agent.get("secrets") or {},
+        )
+        rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
+        usage = Usage()
+        produced: list[dict] = []
+        step_count = 0
+        context_tokens = 0
+        started_ns = time.monotonic_ns()
+        ttft_ns: int | None = None
+        stop: str | None = None
+        try:
+            for index in range(req.max_steps):
+                if cancel.is_set():
+                    stop = "cancelled"
+                    break
+                overflow = await self._compact_if_needed(caller, state, pending, rules, run_id, llm)
+                if overflow:
+                    stop = overflow
+                    break
+                delta = emit if (emit is not None and req.stream_tokens) else None
+                result = await run_step(
+                    state,
+                    pending,
+                    llm=llm,
+                    runner=runner,
+                    rules=rules,
+                    run_id=run_id,
+                    step_index=index,
+                    last_step=index == req.max_steps - 1,
+                    emit_delta=delta,
+                    system_override=req.override_system,
+                )
+                ttft_ns = ttft_ns or time.monotonic_ns() - started_ns
+                step_count += 1
+                _add_usage(usage, result.usage)
+                context_tokens = result.usage.total_tokens
+                stop = result.stop_reason or ("max_steps" if index == req.max_steps - 1 else None)
+                if stop is None and cancel.is_set():
+                    stop = "cancelled"
+                produced.extend(result.produced)
+                response = (
+                    self._response(state, produced, stop, usage, step_count, context_tokens, req) if stop else None
+                )
+                await self._commit(state, result, run, stop, response, usage, step_count, started_ns, ttft_ns)
+                pending = []
+                if emit is not None:
+                    await self._emit_step(emit, state, result, req)
+                if stop:
+                    return response
+            if stop is None:
+                stop = "max_steps"
+            response = self._response(state, produced, stop, usage, step_count, context_tokens, req)
+            await self._commit(state, None, run, stop, response, usage, step_count, started_ns, ttft_ns)
+            return response
+        except ProviderError as e:
+            await self._fail(org_id, state, run_id, "llm_api_error", e.detail, usage, step_count)
+            if step_count:
+                e.headers = {**(e.headers or {}), "x-should-retry": "false"}
+            raise
+        except FenceViolation as e:
+            await self._fail(org_id, state, run_id, "error", e.detail, usage, step_count)
+            raise
+        except (asyncio.CancelledError, Exception) as e:
+            await asyncio.shield(self._fail(org_id, state, run_id, "error", f"{type(e).__name__}", usage, step_count))
+            raise
+        finally:
+            self._cancel.pop(run_id, None)
+            active = self._active.get(state.agent["id"])
+            if active is not None:
+                active.discard(run_id)
+                if not active:
+                    self._active.pop(state.agent["id"], None)
+
+    async def _commit(
+        self,
+        state: TurnState,
+        result: StepResult | None,
+        run: dict,
+        stop: str | None,
+        response: dict | None,
+        usage: Usage,
+        step_count: int,
+        started_ns: int,
+        ttft_ns: int | None,
+    ) -> None:
+        org_id = state.agent["organization_id"]
+        now = utcnow()
+        commit = StepCommit(rows=list(result.messages) if result else [])
+        if result is not None:
+            llm_config = state.agent["llm_config"]
+            commit.step_row = {
+                "organization_id": org_id,
+                "id": result.step_id,
+                "run_id": run["id"],
+                "agent_id": state.agent["id"],
+                "status": "success",
+                "stop_reason": result.stop_reason,
+                "provider_name": llm_config.get("provider_name") or llm_config.get("model_endpoint_type"),
+                "model": llm_config.get("model"),
+                "model_handle": llm_config.get("handle"),
+                "model_endpoint": llm_config.get("model_endpoint"),
+                "context_window_limit": llm_config.get("context_window"),
+                "prompt_tokens": result.usage.prompt_tokens,
+                "completion_tokens": result.usage.completion_tokens,
+                "total_tokens": result.usage.total_tokens,
+                "created_at": now,
+            }
+            if result.memory_changed:
+                commit.memory = state.memory
+                commit.system_text = result.system_text
+        if stop:
+            duration_ns = time.monotonic_ns() - started_ns
+            commit.run_update = {
+                "status": "completed" if stop in COMPLETING else ("cancelled" if stop == "cancelled" else "failed"),
+                "stop_reason": stop,
+                "usage": response["usage"] if response else None,
+                "result": response,
+                "completed_at": now,
+                "ttft_ns": ttft_ns,
+                "total_duration_ns": duration_ns,
+            }
+            commit.agent_update = {
+                "last_run_completion": now,
+                "last_run_duration_ms": duration_ns // 1_000_000,
+                "last_stop_reason": stop,
+            }
+            commit.autoclear = bool(state.agent.get("message_buffer_autoclear"))
+        async with self.router.write(org_id) as conn:
+            await commit_step(conn, state, commit, run["id"])
+        if result is not None:
+            state.history.extend(r for r in result.messages)
+            if result.system_text:
+                state.system_text = result.system_text
+        if commit.autoclear:
+            state.history = []
+
+    async def _fail(
+        self, org_id: str, state: TurnState, run_id: str, stop: str, error: str, usage: Usage, step_count: int
+    ) -> None:
+        try:
+            await self._finish_run(
+                org_id, run_id, "failed", stop, {"error": error}, usage=usage_dict(usage, step_count, 0)
+            )
+            async with self.router.write(org_id) as conn:
+                from recalld.store import agents as agents_store
+
+                await agents_store.update(conn, org_id, state.agent["id"], {"last_stop_reason": stop})
+        except Exception:  # noqa: BLE001 - recording the failure must not hide the failure itself
+            log.exception("could not record the failure of run %s", run_id)
+
+    async def _finish_run(
+        self, org_id: str, run_id: str, status: str, stop: str, metadata: dict, usage: dict | None = None
+    ) -> None:
+        async with self.router.write(org_id) as conn:
+            run = await runs_store.get(conn, org_id, run_id)
+            merged = {**((run or {}).get("metadata") or {}), **metadata}
+            values = {
+                "status": status,
+                "stop_reason": stop,
+                "metadata": merged,
+                "completed_at": utcnow(),
+                "updated_at": utcnow(),
+            }
+            if usage is not None:
+                values["usage"] = usage
+            await runs_store.update(conn, org_id, run_id, values)
+
+    # --- context window -------------------------------------------------------------------------------
+
+    async def _compact_if_needed(
+        self, caller: Caller, state: TurnState, pending: list[dict], rules: RuleBook, run_id: str, llm
+    ) -> str | None:  # noqa: ANN001
+        window = int(state.agent["llm_config"].get("context_window") or 8192)
+        tools_tokens = tokens.count_tools(tool_schemas(state, list(state.tools), rules))
+        plan = compaction.plan_eviction(state, pending, tools_tokens, window)
+        if plan is None:
+            return None
+        if plan.evict == 0 or not state.history:
+            system_tokens = tokens.count_text(state.system_text) + tools_tokens
+            return "context_window_overflow_in_system_prompt" if system_tokens > window else None
+        evicted = state.history[: plan.evict]
+        summarizer, model = await self._summarizer(state, llm)
+        summary = await compaction.summarize(summarizer, model, evicted, state.summary)
+        previous_evicted = max(0, state.agent["context_start_seq"] - 1)
+        row = compaction.summary_message(state, previous_evicted + len(evicted), summary, run_id)
+        kept = state.history[plan.evict :]
+        start_seq = kept[0]["seq"] if kept else state.agent["last_seq"] + 2
+        state.recall_count = max(0, start_seq - 1)
+        state_summary_before = state.summary
+        state.summary = row
+        system_text = state.recompiled_system(utcnow())
+        commit = StepCommit(
+            rows=[row], system_text=system_text, context_start_seq=start_seq, summary_message_id=row["id"]
+        )
+        try:
+            async with self.router.write(caller.org_id) as conn:
+                await commit_step(conn, state, commit, run_id)
+        except BaseException:
+            state.summary = state_summary_before
+            raise
+        state.history = kept
+        state.system_text = system_text
+        log.info("compacted agent %s: %d messages summarised", state.agent["id"], len(evicted))
+        return None
+
+    async def _summarizer(self, state: TurnState, llm):  # noqa: ANN001, ANN202
+        handle = self.settings.compaction_model or (state.agent.get("compaction_settings") or {}).get("model")
+        if handle and handle != state.agent["llm_config"].get("handle"):
+            try:
+                config = await self.models.resolve_llm(handle)
+                return self.clients.for_config(config), config["model"]
+            except RecalldError:
+                log.warning("compaction model %s is not available; using the agent's own model", handle)
+        return llm, state.agent["llm_config"]["model"]
+
+    # --- building and replaying responses -------------------------------------------------------------
+
+    def _response(
+        self,
+        state: TurnState,
+        produced: list[dict],
+        stop: str,
+        usage: Usage,
+        step_count: int,
+        context_tokens: int,
+        req: SendRequest,
+    ) -> dict:
+        messages: list[dict] = []
+        for row in produced:
+            messages.extend(to_letta(row, state.agent_type))
+        return {
+            "messages": filter_types(messages, req.include_return_message_types),
+            "stop_reason": {"message_type": "stop_reason", "stop_reason": stop},
+            "usage": usage_dict(usage, step_count, context_tokens),
+            "logprobs": None,
+            "turns": None,
+        }
+
+    async def _emit_step(self, emit: Emit, state: TurnState, result: StepResult, req: SendRequest) -> None:
+        for row in result.produced:
+            # Token streaming already sent the model's own message as deltas; tool returns go out whole.
+            if (
+                req.stream_tokens
+                and row["role"] == "assistant"
+                and state.agent_type not in ("memgpt_agent", "memgpt_v2_agent")
+            ):
+                continue
+            for message in filter_types(to_letta(row, state.agent_type), req.include_return_message_types):
+                if req.stream_tokens and message["message_type"] == "reasoning_message":
+                    continue
+                await emit(message)
+
+    async def _replay(self, run: dict, req: SendRequest, emit: Emit | None) -> dict:
+        response = run["result"]
+        if emit is not None:
+            for message in filter_types(response["messages"], req.include_return_message_types):
+                await emit(message)
+        return response
+
+    # --- rows -----------------------------------------------------------------------------------------
+
+    def _new_run(self, caller: Caller, agent_id: str, req: SendRequest, *, status: str, run_type: str) -> dict:
+        now = utcnow()
+        return {
+            "organization_id": caller.org_id,
+            "id": ids.new_id("run"),
+            "agent_id": agent_id,
+            "status": status,
+            "background": req.background,
+            "metadata": {"run_type": run_type},
+            "request_config": req.request_config,
+            "stop_reason": None,
+            "idempotency_key": req.idempotency_key,
+            "input_otid": req.input_otid,
+            "lease_holder": INSTANCE_ID,
+            "usage": None,
+            "result": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _input_rows(self, state: TurnState, req: SendRequest, run_id: str) -> list[dict]:
+        now = utcnow()
+        rows = []
+        for i, message in enumerate(req.inputs):
+            content = message["content"]
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            rows.append(
+                message_row(
+                    org_id=state.agent["organization_id"],
+                    agent_id=state.agent["id"],
+                    seq=0,
+                    role=message["role"],
+                    content=parts,
+                    created_at=now + timedelta(microseconds=i),
+                    name=message.get("name"),
+                    otid=message.get("otid") or str(uuid.uuid4()),
+                    sender_id=message.get("sender_id"),
+                    run_id=run_id,
+                )
+            )
+        return rows
+
+
+async def _agent_exists(conn, org_id: str, agent_id: str) -> bool:  # noqa: ANN001
+    from recalld.store import agents as agents_store
+
+    return await agents_store.exists(conn, org_id, agent_id)
+
+
+def _signal_start(started: asyncio.Future | None, run: dict) -> None:
+    if started is not None and not started.done():
+        started.set_result(run)
+
+
+def _fail_start(started: asyncio.Future | None, error: BaseException) -> None:
+    if started is not None and not started.done():
+        started.set_exception(error)
