@@ -15,7 +15,16 @@ def server(request, tmp_path_factory, fake_openai):
     backend = request.param
     tmp_dir = tmp_path_factory.mktemp(f"recalld-{backend}")
     pg_uri = create_pg_database() if backend == "postgres" else None
-    srv = RecalldServer(env=server_env(tmp_dir, pg_uri=pg_uri, openai_base_url=fake_openai.base_url))
+    # A short provider timeout and one retry keep the failure tests quick.
+    env = server_env(
+        tmp_dir,
+        pg_uri=pg_uri,
+        openai_base_url=fake_openai.base_url,
+        RECALLD_LLM_TIMEOUT="4",
+        RECALLD_LLM_MAX_RETRIES="1",
+        RECALLD_LEASE_WAIT="60",
+    )
+    srv = RecalldServer(env=env)
     srv.backend = backend
     srv.start(tmp_dir)
     try:

@@ -71,7 +71,13 @@ async def run_messages(
 ) -> list[dict]:
     """The run's messages (its input included), oldest first by default."""
     return await services.history.run_messages(
-        caller, run_id, limit=limit, ascending=order == "asc", types=list(include_return_message_types or []) or None
+        caller,
+        run_id,
+        limit=limit,
+        ascending=order == "asc",
+        types=list(include_return_message_types or []) or None,
+        before=before,
+        after=after,
     )
 
 

@@ -55,7 +55,15 @@ class HistoryService:
         return seq
 
     async def run_messages(
-        self, caller: Caller, run_id: str, *, limit: int, ascending: bool, types: list[str] | None
+        self,
+        caller: Caller,
+        run_id: str,
+        *,
+        limit: int,
+        ascending: bool,
+        types: list[str] | None,
+        before: str | None = None,
+        after: str | None = None,
     ) -> list[dict]:
         async with self.router.read(caller.org_id) as conn:
             run = await runs_store.get(conn, caller.org_id, run_id)
@@ -63,6 +71,13 @@ class HistoryService:
                 raise NotFound(f"Run with id '{run_id}' not found")
             agent = await agents_store.get(conn, caller.org_id, run["agent_id"])
             rows = await messages_store.for_run(conn, caller.org_id, run_id)
+        # Cursors are message ids of the run, chronological like the agent's history (the SDK pages with them).
+        seq_of = {r["id"]: r["seq"] for r in rows}
+        for cursor, keep in ((after, lambda seq, c: seq > c), (before, lambda seq, c: seq < c)):
+            if cursor is not None:
+                if cursor not in seq_of:
+                    raise NotFound(f"No message found with id '{cursor}' in run '{run_id}'.")
+                rows = [r for r in rows if keep(r["seq"], seq_of[cursor])]
         agent_type = agent["agent_type"] if agent else "letta_v1_agent"
         rows = rows if ascending else rows[::-1]
         messages = rows_to_letta(rows[: clamp_limit(limit)], agent_type)
