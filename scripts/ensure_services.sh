@@ -2,6 +2,7 @@
 # Make sure PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and Redis (127.0.0.1:6379) answer.
 # Idempotent: a no-op when both already answer; starts them when installed but down; installs them
 # (Debian packages) when missing. Never stops anything: other test runs on this machine share them.
+# Also installs (never starts) the nginx and pgbouncer binaries: the cluster tests run private ones.
 #
 #   scripts/ensure_services.sh
 # env: ENSURE_SERVICES_TIMEOUT_S (default 60); ENSURE_PG_PORT / ENSURE_REDIS_PORT change the ports checked
@@ -91,6 +92,23 @@ ensure_redis() {
         --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 }
 
+# Binaries the cluster tests start privately (on free ports, with their own configs). Installed with
+# services kept from starting: a system-wide nginx on :80 or PgBouncer on :6432 is not wanted here.
+ensure_binary() {
+    local binary="$1" package="$2"
+    if command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ]; then return; fi
+    local policy=/usr/sbin/policy-rc.d added_policy=0 status=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+        added_policy=1
+    fi
+    apt_install "$package" || status=$?
+    if [ "$added_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi
+    [ "$status" -eq 0 ] || die "could not install $package"
+    log "installed $package"
+}
+
 wait_for() {
     local name="$1" check="$2" logs="$3" deadline=$((SECONDS + TIMEOUT_S))
     until "$check"; do
@@ -101,6 +119,8 @@ wait_for() {
 
 ensure_postgres
 ensure_redis
+ensure_binary nginx nginx
+ensure_binary pgbouncer pgbouncer
 wait_for "PostgreSQL on $PG_HOST:$PG_PORT" pg_answers "/var/log/postgresql/"
 wait_for "Redis on $REDIS_HOST:$REDIS_PORT" redis_answers "/var/log/redis/ci.log"
 # Answering is not enough: the tests log in over TCP as postgres with no password.

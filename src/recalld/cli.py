@@ -12,19 +12,39 @@ from recalld.settings import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
     import uvicorn
 
     from recalld.api.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class DrainingServer(uvicorn.Server):
+        """SIGTERM: readiness turns 503 at once while requests are still served for drain_grace_s, so the
+        balancer stops sending work; then uvicorn stops accepting and finishes what is in flight."""
+
+        draining = False
+
+        def handle_exit(self, sig, frame):  # noqa: ANN001
+            if self.draining or settings.drain_grace_s <= 0:
+                return super().handle_exit(sig, frame)
+            self.draining = True
+            app.state.readiness = "draining"
+            timer = threading.Timer(settings.drain_grace_s, super().handle_exit, args=(sig, frame))
+            timer.daemon = True
+            timer.start()
+
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=settings.log_level,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
+    DrainingServer(config).run()
     return 0
 
 
@@ -75,6 +95,18 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.bench import run
+
+    return run(args)
+
+
+def _cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.cluster import run
+
+    return run(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recalld", description="A Letta-compatible server for stateful agents."
@@ -107,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--org", required=True)
     revoke.add_argument("key_id")
     keys.set_defaults(handler=_keys)
+
+    from recalld.bench.options import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench", help="measure a Letta-compatible server (or one it starts) and write a report with plots"
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
+
+    from recalld.cluster import add_arguments as add_cluster_arguments
+
+    cluster = sub.add_parser(
+        "cluster", help="start N instances on loopback ports behind a private nginx (development and tests)"
+    )
+    add_cluster_arguments(cluster)
+    cluster.set_defaults(handler=_cluster)
     return parser
 
 

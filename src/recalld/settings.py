@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
     lease_ttl_s: float = Field(default=30.0, gt=0, validation_alias=_env("LEASE_TTL"))
     lease_wait_s: float = Field(default=30.0, ge=0, validation_alias=_env("LEASE_WAIT"))
+    # SIGTERM: readiness answers 503 for drain_grace_s while requests are still served, then the instance stops
+    # accepting connections and lets in-flight turns finish for up to drain_timeout_s.
+    drain_grace_s: float = Field(default=5.0, ge=0, validation_alias=_env("DRAIN_GRACE"))
+    drain_timeout_s: float = Field(default=30.0, ge=0, validation_alias=_env("DRAIN_TIMEOUT"))
 
     # Memory limits.
     core_memory_block_char_limit: int = Field(
@@ -53,6 +57,15 @@ class Settings(BaseSettings):
         default=8192,
         ge=1,
         validation_alias=_env("ARCHIVAL_MEMORY_TOKEN_LIMIT", "LETTA_ARCHIVAL_MEMORY_TOKEN_LIMIT"),
+    )
+    # Archival search reads every candidate exactly up to this many passages; beyond it, pgvector's HNSW
+    # index answers (where the database has pgvector).
+    archival_exact_search_max: int = Field(default=5000, ge=0, validation_alias=_env("ARCHIVAL_EXACT_SEARCH_MAX"))
+    # Texts the local embedding model takes in one pass (concurrent requests are gathered up to this).
+    embedding_local_batch: int = Field(default=64, ge=1, le=1024, validation_alias=_env("EMBEDDING_LOCAL_BATCH"))
+    # How remote /embeddings replies are asked for; both forms are read whatever the server sends.
+    embedding_encoding_format: Literal["float", "base64"] = Field(
+        default="float", validation_alias=_env("EMBEDDING_ENCODING_FORMAT")
     )
 
     # Models.

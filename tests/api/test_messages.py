@@ -441,7 +441,7 @@ def test_client_tools_are_refused_clearly(client, server):
         json={"messages": [user("x")], "client_tools": [{"name": "t"}]},
         timeout=10,
     )
-    assert r.status_code == 501 and "client_tools" in r.json()["detail"]
+    assert r.status_code == 400 and "client_tools" in r.json()["detail"]
 
 
 def test_wrong_role_is_422(client):

@@ -9,6 +9,7 @@ must call a tool every step and continue only on a heartbeat request, a failed t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +22,10 @@ from recalld.agent.messages import message_row, pack_tool_result
 from recalld.agent.prompt import compile_system_message, prompt_time
 from recalld.agent.rules import RuleBook
 from recalld.agent.tool_runner import ToolRunner
+from recalld.errors import RecalldError
 from recalld.llm import tokens
 from recalld.llm.types import ChatClient, ChatRequest, ChatResponse, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from recalld.obs import metrics
 from recalld.store.types import utcnow
 
 HEARTBEAT_REASONS = {
@@ -165,15 +168,24 @@ class StepStreamer:
 
 
 async def call_model(llm: ChatClient, request: ChatRequest, streamer: StepStreamer | None) -> ChatResponse:
-    if streamer is None:
-        return await llm.complete(request)
-    final: ChatResponse | None = None
-    async for event in llm.stream(request):
-        if isinstance(event, ChatResponse):
-            final = event
+    started = time.perf_counter()
+    try:
+        if streamer is None:
+            final = await llm.complete(request)
         else:
-            await streamer(event)
-    assert final is not None
+            final = None
+            async for event in llm.stream(request):
+                if isinstance(event, ChatResponse):
+                    final = event
+                else:
+                    await streamer(event)
+            assert final is not None
+    except RecalldError as e:
+        metrics.LLM_ERRORS.labels(llm.provider_name, request.model, str(e.status_code)).inc()
+        raise
+    metrics.LLM_LATENCY.labels(llm.provider_name, request.model).observe(time.perf_counter() - started)
+    metrics.LLM_TOKENS.labels(llm.provider_name, request.model, "prompt").inc(final.usage.prompt_tokens)
+    metrics.LLM_TOKENS.labels(llm.provider_name, request.model, "completion").inc(final.usage.completion_tokens)
     return final
 
 

@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
-from recalld.api import agents, blocks, errors, health, messages, models, runs, tools, unsupported
+from recalld.api import agents, archives, blocks, errors, health, messages, models, passages, runs, tools, unsupported
 from recalld.api.deps import Services
 from recalld.api.params import reject_repeated_scalars
-from recalld.coord.lease import LocalLeases
+from recalld.coord.cluster_lease import TurnLeases
+from recalld.coord.pg_lease import PgLeaseStore
+from recalld.coord.redis_lease import RedisLeaseStore
 from recalld.llm.catalog import ModelCatalog
+from recalld.llm.embeddings import Embeddings
 from recalld.llm.providers import ChatClients
+from recalld.obs import metrics
 from recalld.services.agents import AgentService
+from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
 from recalld.services.history import HistoryService
 from recalld.services.models import ModelResolver
 from recalld.services.orgs import OrgService
+from recalld.services.passages import PassageService
+from recalld.services.reaper import RunReaper
 from recalld.services.runs import RunService
 from recalld.services.tools import ToolService
-from recalld.services.turns import TurnService
+from recalld.services.turns import INSTANCE_ID, TurnService
 from recalld.settings import Settings
 from recalld.store.migrate import upgrade_to_head
 from recalld.store.router import StoreRouter
@@ -85,6 +93,13 @@ def build_services(settings: Settings) -> Services:
     catalog = ModelCatalog(settings, http)
     resolver = ModelResolver(catalog)
     clients = ChatClients(settings, catalog, http)
+    leases = TurnLeases(
+        ttl_s=settings.lease_ttl_s,
+        redis=RedisLeaseStore(settings.redis_url) if settings.redis_url else None,
+        postgres=PgLeaseStore(router) if router.dialect == "postgresql" else None,
+        holder=INSTANCE_ID,
+    )
+    passage_service = PassageService(router, settings, resolver, Embeddings(settings, http))
     return Services(
         settings=settings,
         router=router,
@@ -94,9 +109,11 @@ def build_services(settings: Settings) -> Services:
         blocks=BlockService(router, settings),
         tools=ToolService(router),
         orgs=OrgService(router),
-        turns=TurnService(router, settings, resolver, clients, LocalLeases()),
+        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service),
         history=HistoryService(router),
         runs=RunService(router),
+        passages=passage_service,
+        archives=ArchiveService(passage_service),
         key_cache={},
     )
 
@@ -112,12 +129,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await upgrade_to_head(services.router.primary)
         await services.orgs.bootstrap()
         await services.models.catalog.refresh()
+        await services.passages.start()
+        reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
+        metrics.POOLS.sources = [services.router.pool_stats]
+        metrics.QUEUE.source = services.turns.leases.total_queued
         app.state.readiness = "ok"
         log.info("recalld %s ready on %s", __version__, services.router.dialect)
         try:
             yield
         finally:
             app.state.readiness = "draining"
+            await services.turns.drain(settings.drain_timeout_s)
+            reaper.cancel()
+            if services.turns.leases.redis is not None:
+                await services.turns.leases.redis.close()
+            services.passages.close()
             await services.http.aclose()
             await services.router.dispose()
 
@@ -129,11 +155,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(reject_repeated_scalars)],
     )
     errors.install(app)
-    for module in (health, agents, blocks, tools, models, messages, runs, unsupported):
+    for module in (health, agents, blocks, tools, models, messages, runs, passages, archives, unsupported):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.metrics_enabled:
+        app.add_middleware(metrics.MetricsMiddleware)
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            """Prometheus exposition; needs no API key, like health."""
+            return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return app

@@ -12,11 +12,13 @@ from fastapi import Depends, Header, Request
 from recalld import ids
 from recalld.errors import InvalidInput, Unauthorized
 from recalld.services.agents import AgentService
+from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
 from recalld.services.caller import Caller
 from recalld.services.history import HistoryService
 from recalld.services.models import ModelResolver
 from recalld.services.orgs import OrgService
+from recalld.services.passages import PassageService
 from recalld.services.runs import RunService
 from recalld.services.tools import ToolService
 from recalld.services.turns import TurnService
@@ -41,6 +43,8 @@ class Services:
     turns: TurnService
     history: HistoryService
     runs: RunService
+    passages: PassageService
+    archives: ArchiveService
     key_cache: dict[str, tuple[float, Caller]]
 
 

@@ -27,7 +27,8 @@ from recalld.api.schemas.messages import (
     SendRequestBody,
     StreamRequestBody,
 )
-from recalld.errors import NotImplementedHere, ProviderError, ProviderRateLimited, ProviderTimeout, RecalldError
+from recalld.errors import InvalidInput, ProviderError, ProviderRateLimited, ProviderTimeout, RecalldError
+from recalld.obs import metrics
 from recalld.services.caller import Caller
 from recalld.services.runs import run_view
 from recalld.services.turns import SendRequest
@@ -37,7 +38,7 @@ router = APIRouter(tags=["messages"])
 
 KEEPALIVE_S = 20.0
 IdempotencyKey = Annotated[str | None, Header(max_length=255, description="Makes a retried send the same turn")]
-_SEND_ERRORS = error_responses(400, 404, 409, 429, 501, 502, 504)
+_SEND_ERRORS = error_responses(400, 404, 409, 429, 502, 504)
 _STREAM_RESPONSE = {
     200: {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -55,7 +56,8 @@ def _request(
     run_type: str = "send_message",
 ) -> SendRequest:
     if body.client_tools:
-        raise NotImplementedHere("client_tools are not implemented by recalld")
+        # A field of a supported route, so a 4xx rather than 501: no input may cause a 5xx (R16).
+        raise InvalidInput("client_tools are not supported by recalld; attach server-side tools to the agent")
     return SendRequest(
         inputs=body.inputs(),
         max_steps=body.max_steps,
@@ -119,7 +121,7 @@ async def send_message_async(
 ) -> dict:
     """Start the turn in the background; its run (and the result) are read through /v1/runs."""
     if body.callback_url:
-        raise NotImplementedHere("callback_url is not implemented by recalld; poll the run instead")
+        raise InvalidInput("callback_url is not supported by recalld; poll the run (GET /v1/runs/{run_id}) instead")
     req = _request(body, idempotency_key, background=True)
     return run_view(await services.turns.start_async(caller, agent_id, req))
 
@@ -238,6 +240,14 @@ async def _stream(services, caller: Caller, agent_id: str, req: SendRequest, *, 
     run_id = started.result()["id"]
 
     async def events() -> AsyncIterator[bytes]:
+        metrics.SSE_STREAMS.inc()
+        try:
+            async for chunk in _events():
+                yield chunk
+        finally:
+            metrics.SSE_STREAMS.dec()
+
+    async def _events() -> AsyncIterator[bytes]:
         if include_pings:
             yield _sse(_ping(run_id))
         while True:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from recalld.errors import Conflict
+from recalld.obs.metrics import LEASE_TIMEOUTS
 
 
 class LocalLeases:
@@ -32,6 +33,7 @@ class LocalLeases:
             try:
                 await asyncio.wait_for(lock.acquire(), timeout=wait_s)
             except TimeoutError:
+                LEASE_TIMEOUTS.inc()
                 raise Conflict(
                     f"Agent {agent_id} is busy with another turn; waited {wait_s:g} s for it to finish. Retry later."
                 ) from None

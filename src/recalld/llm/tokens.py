@@ -25,11 +25,26 @@ def _encoding():
         return None
 
 
+_COUNTS: dict[int, int] = {}
+_COUNTS_MAX = 50_000
+_CACHE_FROM_CHARS = 256  # short texts are cheaper to count than to look up
+
+
 def count_text(text: str) -> int:
+    """Tokens of a text. Long texts (system prompts, tool schemas) recur every turn: their counts are kept
+    by hash, never the texts themselves."""
+    if len(text) >= _CACHE_FROM_CHARS:
+        key = hash(text)
+        cached = _COUNTS.get(key)
+        if cached is not None:
+            return cached
     encoding = _encoding()
-    if encoding is None:
-        return (len(text) + 3) // 4
-    return len(encoding.encode(text, disallowed_special=()))
+    count = (len(text) + 3) // 4 if encoding is None else len(encoding.encode(text, disallowed_special=()))
+    if len(text) >= _CACHE_FROM_CHARS:
+        if len(_COUNTS) >= _COUNTS_MAX:
+            _COUNTS.clear()
+        _COUNTS[key] = count
+    return count
 
 
 def count_message(message: dict[str, Any]) -> int:

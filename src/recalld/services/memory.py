@@ -9,6 +9,7 @@ from recalld.errors import InvalidInput
 from recalld.store import agents as agents_store
 from recalld.store import blocks as blocks_store
 from recalld.store import messages as messages_store
+from recalld.store import passages as passages_store
 from recalld.store.types import utcnow
 
 
@@ -22,8 +23,8 @@ def check_block_limit(label: str, value: str, limit: int) -> None:
 
 
 async def archival_count(conn: AsyncConnection, org_id: str, agent_id: str) -> int:
-    """Passages of the agent, for the prompt's metadata (archival memory arrives with its own issue)."""
-    return 0
+    """Passages in the agent's archives, for the prompt's metadata."""
+    return await passages_store.count_for_agent(conn, org_id, agent_id)
 
 
 async def recompile(conn: AsyncConnection, org_id: str, agent_id: str, agent: dict | None = None) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
+
+from sqlalchemy import exc as sa_exc
 
 from recalld import ids
 from recalld.errors import NotFound, Unauthorized
@@ -37,7 +40,18 @@ class OrgService:
         self.router = router
 
     async def bootstrap(self) -> None:
-        """Make sure the default organization and user exist and every organization has the built-in tools."""
+        """Make sure the default organization and user exist and every organization has the built-in tools.
+
+        Instances starting together race here; the loser of an insert simply runs again and finds the rows."""
+        for attempt in range(5):
+            try:
+                return await self._bootstrap_once()
+            except sa_exc.IntegrityError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def _bootstrap_once(self) -> None:
         async with self.router.write(ids.DEFAULT_ORG_ID) as conn:
             if await orgs_store.get_org(conn, ids.DEFAULT_ORG_ID) is None:
                 await orgs_store.insert_org(conn, ids.DEFAULT_ORG_ID, ids.DEFAULT_ORG_NAME)

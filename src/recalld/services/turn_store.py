@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,7 +18,7 @@ from recalld.store import blocks as blocks_store
 from recalld.store import messages as messages_store
 from recalld.store import runs as runs_store
 from recalld.store import tools as tools_store
-from recalld.store.schema import agent_blocks, agents, blocks, messages
+from recalld.store.schema import agent_blocks, agent_leases, agents, blocks, messages
 from recalld.store.types import utcnow
 
 
@@ -66,6 +67,8 @@ class StepCommit:
     agent_update: dict | None = None
     # message_buffer_autoclear: after the turn, the window holds only the system message again.
     autoclear: bool = False
+    # The turn's last commit also drops its PostgreSQL lease row: one transaction fewer per turn.
+    release_lease: Any = None
 
 
 async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommit, run_id: str) -> None:
@@ -107,6 +110,12 @@ async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommi
         await runs_store.insert_step(conn, commit.step_row)
     if commit.run_update:
         await runs_store.update(conn, org_id, run_id, {**commit.run_update, "updated_at": now})
+    lease = commit.release_lease
+    if lease is not None and lease.backend == "postgres":
+        await conn.execute(agent_leases.delete().where(
+            agent_leases.c.organization_id == org_id, agent_leases.c.agent_id == agent_id,
+            agent_leases.c.token == lease.token))
+        lease.released = True
     agent.update(values)
 
 

@@ -10,7 +10,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,11 +25,12 @@ from recalld.agent.loop import StepResult, TurnState, run_step, tool_schemas
 from recalld.agent.messages import memgpt_boot_messages, message_row
 from recalld.agent.rules import RuleBook
 from recalld.agent.tool_runner import ToolRunner
-from recalld.coord.lease import LocalLeases
+from recalld.coord.cluster_lease import Lease, TurnLeases
 from recalld.errors import Conflict, NotFound, ProviderError, RecalldError
 from recalld.llm import tokens
 from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
+from recalld.obs import metrics
 from recalld.services.caller import Caller
 from recalld.services.models import ModelResolver
 from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, count_committed, load_state
@@ -102,7 +104,7 @@ class TurnService:
         settings: Settings,
         models: ModelResolver,
         clients: ChatClients,
-        leases: LocalLeases,
+        leases: TurnLeases,
         passages: Any | None = None,
     ):
         self.router = router
@@ -129,8 +131,16 @@ class TurnService:
         """Run a turn to its end and return the LettaResponse (or the recorded one for a repeated send)."""
         if req.idempotency_key or req.input_otid:
             await self._await_running_duplicate(caller, agent_id, req)
-        async with self.leases.hold(agent_id, self.settings.lease_wait_s):
-            return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started)
+        async with self._hold(caller.org_id, agent_id) as (lease, beat):
+            return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started, lease=lease,
+                                    beat=beat)
+
+    @asynccontextmanager
+    async def _hold(self, org_id: str, agent_id: str) -> AsyncIterator[tuple[Lease, RunHeartbeat]]:
+        """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive."""
+        beat = RunHeartbeat(self.router, org_id)
+        async with self.leases.hold(org_id, agent_id, self.settings.lease_wait_s, on_renew=beat) as lease:
+            yield lease, beat
 
     async def _await_running_duplicate(self, caller: Caller, agent_id: str, req: SendRequest) -> None:
         """A repeated send whose first copy is still running waits for it (outside the lease it holds)."""
@@ -171,8 +181,8 @@ class TurnService:
 
     async def _run_in_background(self, caller: Caller, agent_id: str, req: SendRequest, run: dict) -> None:
         try:
-            async with self.leases.hold(agent_id, self.settings.lease_wait_s):
-                await self._turn(caller, agent_id, req, run=run, emit=None, started=None)
+            async with self._hold(caller.org_id, agent_id) as (lease, beat):
+                await self._turn(caller, agent_id, req, run=run, emit=None, started=None, lease=lease, beat=beat)
         except Conflict as e:
             await self._finish_run(
                 caller.org_id, run["id"], "failed", "error", {"error": e.detail, "reason": "the turn never started"}
@@ -183,9 +193,21 @@ class TurnService:
             log.exception("background turn %s failed", run["id"])
             await self._finish_run(caller.org_id, run["id"], "failed", "error", {"error": "internal error"})
 
+    async def drain(self, timeout_s: float) -> None:
+        """On shutdown: let turns running in the background finish, up to timeout_s; cut the rest (their
+        committed steps stay and their runs end failed, like a crash)."""
+        if not self.background:
+            return
+        log.info("draining %d turn(s) for up to %.0f s", len(self.background), timeout_s)
+        _, pending = await asyncio.wait(set(self.background), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
     async def reset(self, caller: Caller, agent_id: str, add_default_initial_messages: bool) -> None:
         """Empty the context window (history stays), recompile the system message; a turn of its own."""
-        async with self.leases.hold(agent_id, self.settings.lease_wait_s):
+        async with self._hold(caller.org_id, agent_id):
             async with self.router.read(caller.org_id) as conn:
                 state = await load_state(conn, caller.org_id, agent_id, self.settings.core_memory_block_char_limit)
             agent = state.agent
@@ -223,42 +245,51 @@ class TurnService:
         run: dict | None,
         emit: Emit | None,
         started: asyncio.Future | None,
+        lease: Lease,
+        beat: RunHeartbeat,
     ) -> dict:
         org_id = caller.org_id
+        replay = None
+        # One transaction reads the agent and records the run (before any model call).
         try:
-            async with self.router.read(org_id) as conn:
+            async with self.router.write(org_id) as conn:
                 state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit)
                 existing = await runs_store.find_idempotent(
                     conn, org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
                 )
                 committed = await count_committed(conn, org_id, existing["id"]) if existing else 0
+                if run is None and existing is not None and existing["status"] == "completed" and existing["result"]:
+                    replay = existing
+                elif existing is not None and (run is None or existing["id"] == run["id"]):
+                    run = existing  # a retried send continues its run, storing the input only once
+                if replay is None and run is None:
+                    run = self._new_run(caller, agent_id, req, status="running", run_type="send_message")
+                    await runs_store.insert(conn, run)
+                elif replay is None:
+                    await runs_store.update(
+                        conn, org_id, run["id"],
+                        {"status": "running", "lease_holder": INSTANCE_ID, "updated_at": utcnow()},
+                    )
         except BaseException as e:
             _fail_start(started, e)
             raise
-        if existing is not None and run is None and existing["status"] == "completed" and existing.get("result"):
-            _signal_start(started, existing)
-            return await self._replay(existing, req, emit)
-        if existing is not None and (run is None or existing["id"] == run["id"]):
-            run = existing  # a retried send continues its run, storing the input only once
-        if run is None:
-            run = self._new_run(caller, agent_id, req, status="running", run_type="send_message")
-            try:
-                async with self.router.write(org_id) as conn:
-                    await runs_store.insert(conn, run)
-            except BaseException as e:
-                _fail_start(started, e)
-                raise
-        else:
-            async with self.router.write(org_id) as conn:
-                await runs_store.update(
-                    conn, org_id, run["id"], {"status": "running", "lease_holder": INSTANCE_ID, "updated_at": utcnow()}
-                )
+        if replay is not None:
+            _signal_start(started, replay)
+            return await self._replay(replay, req, emit)
         _signal_start(started, run)
+        beat.run_id = run["id"]
         pending = [] if committed else self._input_rows(state, req, run["id"])
-        return await self._steps(caller, state, req, run, pending, emit)
+        return await self._steps(caller, state, req, run, pending, emit, lease)
 
     async def _steps(
-        self, caller: Caller, state: TurnState, req: SendRequest, run: dict, pending: list[dict], emit: Emit | None
+        self,
+        caller: Caller,
+        state: TurnState,
+        req: SendRequest,
+        run: dict,
+        pending: list[dict],
+        emit: Emit | None,
+        lease: Lease,
     ) -> dict:
         org_id, run_id = caller.org_id, run["id"]
         cancel = self._cancel.setdefault(run_id, asyncio.Event())
@@ -283,6 +314,8 @@ class TurnService:
                 if cancel.is_set():
                     stop = "cancelled"
                     break
+                if lease.lost:
+                    raise FenceViolation(f"Lost the lease of agent {state.agent['id']}; the turn stops here.")
                 overflow = await self._compact_if_needed(caller, state, pending, rules, run_id, llm)
                 if overflow:
                     stop = overflow
@@ -311,7 +344,7 @@ class TurnService:
                 response = (
                     self._response(state, produced, stop, usage, step_count, context_tokens, req) if stop else None
                 )
-                await self._commit(state, result, run, stop, response, usage, step_count, started_ns, ttft_ns)
+                await self._commit(state, result, run, stop, response, usage, step_count, started_ns, ttft_ns, lease)
                 pending = []
                 if emit is not None:
                     await self._emit_step(emit, state, result, req)
@@ -320,7 +353,7 @@ class TurnService:
             if stop is None:
                 stop = "max_steps"
             response = self._response(state, produced, stop, usage, step_count, context_tokens, req)
-            await self._commit(state, None, run, stop, response, usage, step_count, started_ns, ttft_ns)
+            await self._commit(state, None, run, stop, response, usage, step_count, started_ns, ttft_ns, lease)
             return response
         except ProviderError as e:
             await self._fail(org_id, state, run_id, "llm_api_error", e.detail, usage, step_count)
@@ -352,6 +385,7 @@ class TurnService:
         step_count: int,
         started_ns: int,
         ttft_ns: int | None,
+        lease: Lease | None = None,
     ) -> None:
         org_id = state.agent["organization_id"]
         now = utcnow()
@@ -379,6 +413,7 @@ class TurnService:
                 commit.memory = state.memory
                 commit.system_text = result.system_text
         if stop:
+            metrics.TURNS.labels(stop).inc()
             duration_ns = time.monotonic_ns() - started_ns
             commit.run_update = {
                 "status": "completed" if stop in COMPLETING else ("cancelled" if stop == "cancelled" else "failed"),
@@ -395,6 +430,7 @@ class TurnService:
                 "last_stop_reason": stop,
             }
             commit.autoclear = bool(state.agent.get("message_buffer_autoclear"))
+            commit.release_lease = lease
         async with self.router.write(org_id) as conn:
             await commit_step(conn, state, commit, run["id"])
         if result is not None:
@@ -570,6 +606,20 @@ class TurnService:
                 )
             )
         return rows
+
+
+class RunHeartbeat:
+    """Touches the running run's row each time the lease is renewed; the reaper fails runs that go quiet."""
+
+    def __init__(self, router: StoreRouter, org_id: str):
+        self.router = router
+        self.org_id = org_id
+        self.run_id: str | None = None
+
+    async def __call__(self) -> None:
+        if self.run_id is not None:
+            async with self.router.write(self.org_id) as conn:
+                await runs_store.update(conn, self.org_id, self.run_id, {"updated_at": utcnow()})
 
 
 async def _agent_exists(conn, org_id: str, agent_id: str) -> bool:  # noqa: ANN001

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -46,17 +46,27 @@ def make_sqlite_engine(settings: Settings) -> AsyncEngine:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(settings.database_url, **JSON_CODEC)
 
-    @event.listens_for(engine.sync_engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
-        cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the one writer; busy_timeout makes other processes
-        # (recalld migrate, recalld keys) wait instead of failing with "database is locked".
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
 
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer; busy_timeout makes other processes
+    # (recalld migrate, recalld keys) wait instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_sqlite_sync_engine(settings: Settings) -> Engine:
+    """The synchronous engine that serves SQLite traffic on the event loop (see router.SyncConnection)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{settings.data_dir / 'recalld.db'}", pool_size=5, max_overflow=20,
+                           **JSON_CODEC)
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 

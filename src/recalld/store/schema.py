@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -303,4 +304,101 @@ Index(
     messages.c.organization_id,
     messages.c.agent_id,
     messages.c.otid,
+)
+
+# --- archival memory --------------------------------------------------------------------------------------
+# An archive holds passages; agents search the archives attached to them. An agent's own (default)
+# archive names it as owner and goes when the agent goes (contract R19); shared archives only detach.
+archives = Table(
+    "archives",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    Column("embedding_config", JSONType, nullable=True),
+    Column("vector_db_provider", String(32), nullable=False),
+    Column("owner_agent_id", ID, nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    # One default archive per agent, so two first inserts racing cannot make two.
+    UniqueConstraint("organization_id", "owner_agent_id"),
+    ForeignKeyConstraint(
+        ["organization_id", "owner_agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+    Index(None, "organization_id", "created_at", "id"),
+    Index(None, "organization_id", "name"),
+)
+
+archive_agents = Table(
+    "archive_agents",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("archive_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    PrimaryKeyConstraint("organization_id", "archive_id", "agent_id"),
+    ForeignKeyConstraint(
+        ["organization_id", "archive_id"], ["archives.organization_id", "archives.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["organization_id", "agent_id"], ["agents.organization_id", "agents.id"], ondelete="CASCADE"
+    ),
+    Index(None, "organization_id", "agent_id"),
+)
+
+# A passage keeps its embedding as float32 bytes on every backend (exact search reads these); where
+# PostgreSQL has pgvector, columns embedding_384/_1536/_3072 with HNSW indexes are added beside it by
+# the migration or at start-up (store/vectors.py), outside this metadata since not every database has them.
+passages = Table(
+    "passages",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("archive_id", ID, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tags", JSONType, nullable=True),
+    Column("metadata", JSONType, nullable=True),
+    # The model that embedded the passage (its handle) and the vector's length: a search compares
+    # the query only with passages of the same model (contract R3).
+    Column("embedding_handle", String(255), nullable=False),
+    Column("embedding_dim", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("embedding_config", JSONType, nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(
+        ["organization_id", "archive_id"], ["archives.organization_id", "archives.id"], ondelete="CASCADE"
+    ),
+    Index(None, "organization_id", "archive_id", "created_at", "id"),
+)
+
+# Tags of passages as rows, so tag filters are an index look-up in SQL, before the LIMIT.
+passage_tags = Table(
+    "passage_tags",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("passage_id", ID, nullable=False),
+    Column("tag", String(512), nullable=False),
+    PrimaryKeyConstraint("organization_id", "passage_id", "tag"),
+    ForeignKeyConstraint(
+        ["organization_id", "passage_id"], ["passages.organization_id", "passages.id"], ondelete="CASCADE"
+    ),
+    Index(None, "organization_id", "tag", "passage_id"),
+)
+
+# Turn leases when Redis is not there to hold them (coord/pg_lease.py); rows live only while held.
+agent_leases = Table(
+    "agent_leases",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("agent_id", ID, nullable=False),
+    Column("holder", String(255), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "agent_id"),
 )

@@ -10,7 +10,7 @@ from pydantic import Field
 from .blocks import Block, BlockCreate
 from .models import EmbeddingConfig, EmbeddingConfigIn, LLMConfig, LLMConfigIn
 from .tools import Tool
-from .types import Bool, Int, JSONObject, Name, RequestModel, ResponseModel, Text
+from .types import Bool, Int, Int32, JSONObject, Name, RequestModel, ResponseModel, Text
 
 AgentType = Literal[
     "memgpt_agent",
@@ -93,8 +93,8 @@ class AgentCreate(RequestModel):
     project_id: Text | None = None
     template_id: Text | None = None
     base_template_id: Text | None = None
-    max_files_open: Int | None = Field(default=None, ge=0)
-    per_file_view_window_char_limit: Int | None = Field(default=None, ge=0)
+    max_files_open: Int32 | None = Field(default=None, ge=0)
+    per_file_view_window_char_limit: Int32 | None = Field(default=None, ge=0)
 
 
 class AgentUpdate(RequestModel):
@@ -128,8 +128,8 @@ class AgentUpdate(RequestModel):
     last_run_completion: datetime | None = None
     last_run_duration_ms: Int | None = Field(default=None, ge=0)
     last_stop_reason: Text | None = None
-    max_files_open: Int | None = Field(default=None, ge=0)
-    per_file_view_window_char_limit: Int | None = Field(default=None, ge=0)
+    max_files_open: Int32 | None = Field(default=None, ge=0)
+    per_file_view_window_char_limit: Int32 | None = Field(default=None, ge=0)
     project_id: Text | None = None
     template_id: Text | None = None
     base_template_id: Text | None = None

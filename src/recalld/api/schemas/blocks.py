@@ -6,14 +6,14 @@ from datetime import datetime
 
 from pydantic import Field
 
-from .types import BlockText, Bool, Int, JSONObject, Name, RequestModel, ResponseModel, Text
+from .types import BlockText, Bool, Int32, JSONObject, Name, RequestModel, ResponseModel, Text
 
 
 class BlockCreate(RequestModel):
     label: Name
     # The SDK requires a value; the server turns an explicit null into "".
     value: BlockText | None = ""
-    limit: Int | None = Field(default=None, ge=1)
+    limit: Int32 | None = Field(default=None, ge=1)
     description: Text | None = None
     read_only: Bool = False
     metadata: JSONObject | None = None
@@ -34,7 +34,7 @@ class BlockUpdate(RequestModel):
 
     label: Name | None = None
     value: BlockText | None = None
-    limit: Int | None = Field(default=None, ge=1)
+    limit: Int32 | None = Field(default=None, ge=1)
     description: Text | None = None
     read_only: Bool | None = None
     metadata: JSONObject | None = None

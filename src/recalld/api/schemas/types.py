@@ -34,10 +34,16 @@ def strip_nul(value: str) -> str:
     return clean_text(value)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
 def clean_json(value: Any) -> Any:
-    """Apply clean_text to every key and string inside a JSON value."""
+    """Apply clean_text to every key and string inside a JSON value; integers must fit in 64 bits."""
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("integers must fit in 64 bits")
     if isinstance(value, dict):
         return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -50,7 +56,10 @@ BlockText = Annotated[StrictStr, AfterValidator(strip_nul)]
 Name = Annotated[StrictStr, AfterValidator(clean_text), Field(min_length=1, max_length=512)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
 JSONValue = Annotated[Any, AfterValidator(clean_json)]
-Int = StrictInt
+# Every integer a request carries fits the databases' 64-bit columns (contract R16).
+Int = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+# ... and those stored in 32-bit columns fit those.
+Int32 = Annotated[StrictInt, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 Bool = StrictBool
 Number = StrictInt | StrictFloat
 

@@ -1,0 +1,146 @@
+"""Cluster-wide turn leases (ARCHITECTURE.md principle 2, contract R8).
+
+A turn first takes its agent's in-process FIFO lock (no network for same-process contention), then the
+cluster lease: a Redis key set with NX and a TTL, or — without Redis, or while Redis is down, on
+PostgreSQL — a row of the agent_leases table. The lease carries a random token, is renewed while the
+turn runs and is released only by its holder. A lease that expires under a paused or partitioned holder
+can let a second turn start; the fence at commit (turn_store.commit_step) then refuses the stale writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from recalld.coord.lease import LocalLeases
+from recalld.coord.pg_lease import PgLeaseStore
+from recalld.coord.redis_lease import RedisLeaseStore, RedisUnavailable
+from recalld.errors import Conflict, Unavailable
+from recalld.obs.metrics import LEASE_CONTENTION, LEASE_TIMEOUTS, LEASE_WAIT
+
+log = logging.getLogger(__name__)
+
+POLL_MIN_S = 0.01
+POLL_MAX_S = 0.1
+
+
+@dataclass
+class Lease:
+    agent_id: str
+    token: str
+    backend: str  # "redis" | "postgres" | "local"
+    lost: bool = False  # renewal failed: another turn may hold the agent now
+    renewals: int = field(default=0)
+    released: bool = False  # dropped by the turn's last commit
+    waited: bool = False  # another instance held the agent when this turn arrived
+
+
+class TurnLeases:
+    def __init__(self, *, ttl_s: float, redis: RedisLeaseStore | None, postgres: PgLeaseStore | None,
+                 holder: str):
+        self.local = LocalLeases()
+        self.ttl_s = ttl_s
+        self.redis = redis
+        self.postgres = postgres
+        self.holder = holder
+        self.waits = 0  # turns that had to wait for a lease held elsewhere (contention)
+
+    def queued(self, agent_id: str) -> int:
+        return self.local.queued(agent_id)
+
+    def total_queued(self) -> int:
+        return self.local.total_queued()
+
+    @asynccontextmanager
+    async def hold(self, org_id: str, agent_id: str, wait_s: float,
+                   on_renew: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[Lease]:
+        """Hold the agent for one turn; waiters queue for up to wait_s, then get 409."""
+        started = time.monotonic()
+        contended = self.local.queued(agent_id) > 0
+        async with self.local.hold(agent_id, wait_s):
+            try:
+                lease = await self._acquire(org_id, agent_id, started + wait_s, wait_s)
+            except Conflict:
+                LEASE_TIMEOUTS.inc()
+                raise
+            LEASE_WAIT.observe(time.monotonic() - started)
+            if contended or lease.waited:
+                LEASE_CONTENTION.inc()
+            renewer = asyncio.create_task(self._renew_loop(org_id, lease, on_renew))
+            try:
+                yield lease
+            finally:
+                renewer.cancel()
+                await asyncio.shield(self._release(org_id, lease))
+
+    async def _acquire(self, org_id: str, agent_id: str, deadline: float, wait_s: float) -> Lease:
+        token = secrets.token_hex(16)
+        delay = POLL_MIN_S
+        waited = False
+        while True:
+            backend = await self._try(org_id, agent_id, token)
+            if backend is not None:
+                if waited:
+                    self.waits += 1
+                return Lease(agent_id, token, backend, waited=waited)
+            if time.monotonic() + delay > deadline:
+                raise Conflict(f"Agent {agent_id} is busy with another turn; waited {wait_s:g} s for it to finish. "
+                               "Retry later.")
+            waited = True
+            await asyncio.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 2)
+
+    async def _try(self, org_id: str, agent_id: str, token: str) -> str | None:
+        """One attempt; returns the backend that granted the lease, or None when the agent is held."""
+        if self.redis is not None:
+            try:
+                return "redis" if await self.redis.try_acquire(agent_id, token, self.ttl_s) else None
+            except RedisUnavailable as e:
+                if self.postgres is None:
+                    raise Unavailable("Redis is unavailable and no other lease store is configured") from e
+                log.warning("redis unavailable for leases (%s); using the PostgreSQL lease table", e)
+        if self.postgres is not None:
+            return "postgres" if await self.postgres.try_acquire(org_id, agent_id, self.holder, token,
+                                                                 self.ttl_s) else None
+        return "local"
+
+    async def _renew_loop(self, org_id: str, lease: Lease,
+                          on_renew: Callable[[], Awaitable[None]] | None) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                if lease.backend == "redis":
+                    ok = await self.redis.renew(lease.agent_id, lease.token, self.ttl_s)
+                elif lease.backend == "postgres":
+                    ok = await self.postgres.renew(org_id, lease.agent_id, lease.token, self.ttl_s)
+                else:
+                    ok = True
+            except Exception as e:  # noqa: BLE001 - a failed renewal is reported, the fence keeps data safe
+                log.warning("renewing the lease of agent %s failed: %s", lease.agent_id, e)
+                ok = True  # unknown: keep trying; expiry is the authority
+            if not ok:
+                lease.lost = True
+                log.warning("lost the lease of agent %s (expired and taken over)", lease.agent_id)
+                return
+            lease.renewals += 1
+            if on_renew is not None:
+                try:
+                    await on_renew()
+                except Exception as e:  # noqa: BLE001
+                    log.warning("heartbeat of agent %s's run failed: %s", lease.agent_id, e)
+
+    async def _release(self, org_id: str, lease: Lease) -> None:
+        if lease.released:
+            return
+        try:
+            if lease.backend == "redis":
+                await self.redis.release(lease.agent_id, lease.token)
+            elif lease.backend == "postgres":
+                await self.postgres.release(org_id, lease.agent_id, lease.token)
+        except Exception as e:  # noqa: BLE001 - the lease then simply expires
+            log.warning("releasing the lease of agent %s failed (%s); it will expire", lease.agent_id, e)

@@ -1,0 +1,151 @@
+"""Embedding text with the model an embedding config names: the local model in-process, or any
+OpenAI-compatible `POST {base}/embeddings` (contract R3).
+
+Every vector comes back as float32 with unit length, so cosine similarity is a dot product wherever the
+vectors are compared. Failures surface as recalld errors (ProviderError and its kinds): the API answers
+with them and the agent loop turns them into an error tool return; nothing is stored either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+
+import httpx
+import numpy as np
+
+from recalld.errors import InvalidInput, ProviderError
+from recalld.llm.catalog import LOCAL_EMBEDDING_ENDPOINT_TYPE, Provider, providers_from_settings
+from recalld.llm.embeddings_local import LocalEmbedder
+from recalld.llm.retry import ProviderHTTPError, provider_message, retry_after, with_retries
+from recalld.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL = "all-minilm-l6-v2"
+# OpenAI accepts up to 2,048 inputs per request; configs usually ask for far fewer.
+MAX_INPUTS_PER_REQUEST = 2048
+# Requests of one embed() call in flight at once.
+CONCURRENT_REQUESTS = 4
+# Models that accept a `dimensions` parameter (others, like ada-002, refuse it).
+_SIZED_MODELS = ("text-embedding-3",)
+
+
+def embedding_handle(config: dict) -> str:
+    """The name that says which vectors can be compared with which: the config's model handle."""
+    handle = config.get("handle")
+    if handle:
+        return str(handle)
+    endpoint_type = config.get("embedding_endpoint_type")
+    prefix = "local" if endpoint_type == LOCAL_EMBEDDING_ENDPOINT_TYPE else endpoint_type
+    return f"{prefix}/{config.get('embedding_model')}"
+
+
+def is_local(config: dict) -> bool:
+    return config.get("embedding_endpoint_type") == LOCAL_EMBEDDING_ENDPOINT_TYPE
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Embeddings:
+    """One entry point for every embedding model the server can use."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient):
+        self.settings = settings
+        self.http = http
+        self.providers: list[Provider] = providers_from_settings(settings)
+        self.local = LocalEmbedder(max_batch_texts=settings.embedding_local_batch)
+
+    async def embed(self, config: dict, texts: list[str]) -> np.ndarray:
+        """Embed texts with the config's model: an (n, dim) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, int(config.get("embedding_dim") or 0)), dtype=np.float32)
+        if is_local(config):
+            if str(config.get("embedding_model", "")).lower() != LOCAL_MODEL:
+                raise InvalidInput(
+                    f"Embedding model {config.get('embedding_model')!r} is not available locally; "
+                    f"the local model is {LOCAL_MODEL}"
+                )
+            vectors = await self.local.embed(texts)
+        else:
+            vectors = await self._embed_remote(config, texts)
+        dim = config.get("embedding_dim")
+        if dim and vectors.shape[1] != int(dim):
+            raise ProviderError(
+                f"embedding model {embedding_handle(config)} returned {vectors.shape[1]}-dimensional vectors; "
+                f"its embedding_dim is {dim}"
+            )
+        return vectors
+
+    def _endpoint(self, config: dict) -> tuple[str, str | None, str]:
+        """(base URL, API key, provider name) for a remote config. The provider's key goes only to that
+        provider's own base URL, never to an endpoint a request named."""
+        endpoint = (config.get("embedding_endpoint") or "").rstrip("/")
+        prefix = embedding_handle(config).partition("/")[0]
+        by_name = next((p for p in self.providers if p.name == prefix and p.kind == "openai"), None)
+        if not endpoint:
+            if by_name is None:
+                raise ProviderError(f"no endpoint is configured for embedding model {embedding_handle(config)}")
+            endpoint = by_name.base_url.rstrip("/")
+        provider = next((p for p in self.providers if p.base_url.rstrip("/") == endpoint), None)
+        if provider is not None:
+            return endpoint, provider.api_key, provider.name
+        return endpoint, None, prefix or "embedding provider"
+
+    async def _embed_remote(self, config: dict, texts: list[str]) -> np.ndarray:
+        endpoint, api_key, provider_name = self._endpoint(config)
+        model = str(config.get("embedding_model"))
+        batch = max(1, min(int(config.get("batch_size") or 32), MAX_INPUTS_PER_REQUEST))
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        body: dict = {"model": model, "encoding_format": self.settings.embedding_encoding_format}
+        if model.startswith(_SIZED_MODELS) and config.get("embedding_dim"):
+            body["dimensions"] = int(config["embedding_dim"])
+        gate = asyncio.Semaphore(CONCURRENT_REQUESTS)
+
+        async def one_request(chunk: list[str]) -> np.ndarray:
+            async def call() -> np.ndarray:
+                response = await self.http.post(f"{endpoint}/embeddings", json={**body, "input": chunk},
+                                                headers=headers)
+                if response.status_code >= 400:
+                    raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+                return _parse_embeddings(response, len(chunk), provider_name)
+
+            async with gate:
+                return await with_retries(provider_name, call, max_retries=self.settings.llm_max_retries)
+
+        chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+        parts = await asyncio.gather(*(one_request(c) for c in chunks))
+        return _unit(np.concatenate(parts))
+
+    async def warm_up(self) -> None:
+        """Load the local model now, so the first request does not wait for it."""
+        try:
+            await self.local.warm_up()
+        except ProviderError as e:
+            log.warning("local embedding model unavailable: %s", e.detail)
+
+    def close(self) -> None:
+        self.local.close()
+
+
+def _parse_embeddings(response: httpx.Response, expected: int, provider: str) -> np.ndarray:
+    """The vectors of an OpenAI-style embeddings reply, in input order; floats or base64 float32."""
+    try:
+        data = response.json()["data"]
+        rows: list[np.ndarray | None] = [None] * expected
+        for position, item in enumerate(data):
+            index = int(item.get("index", position))
+            value = item["embedding"]
+            if isinstance(value, str):
+                rows[index] = np.frombuffer(base64.b64decode(value), dtype="<f4")
+            else:
+                rows[index] = np.asarray(value, dtype=np.float32)
+        if any(r is None for r in rows) or len({len(r) for r in rows if r is not None}) != 1:
+            raise ValueError("missing or ragged vectors")
+        return np.stack(rows)  # type: ignore[arg-type]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ProviderError(f"{provider} returned an unreadable embeddings reply: {e}") from e

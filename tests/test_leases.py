@@ -1,0 +1,197 @@
+"""Turn leases on the real stores (Redis, the PostgreSQL lease table), the fence, and the run reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from recalld import ids
+from recalld.coord.cluster_lease import TurnLeases
+from recalld.coord.pg_lease import PgLeaseStore
+from recalld.coord.redis_lease import RedisLeaseStore
+from recalld.errors import Conflict
+from recalld.services.caller import Caller
+from recalld.services.orgs import OrgService
+from recalld.services.reaper import RunReaper
+from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, load_state
+from recalld.settings import Settings
+from recalld.store.migrate import upgrade_to_head
+from recalld.store.router import StoreRouter
+from recalld.store.schema import runs
+from recalld.store.types import utcnow
+from tests.servers import create_pg_database, drop_pg_database
+
+REDIS_URL = os.environ.get("RECALLD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+ORG = ids.DEFAULT_ORG_ID
+
+
+@pytest.fixture(scope="module")
+async def pg_router():
+    uri = create_pg_database()
+    router = StoreRouter(Settings(RECALLD_PG_URI=uri, RECALLD_PG_POOL_SIZE=5))
+    await upgrade_to_head(router.primary)
+    await OrgService(router).bootstrap()
+    yield router
+    await router.dispose()
+    drop_pg_database(uri)
+
+
+def redis_store() -> RedisLeaseStore:
+    return RedisLeaseStore(REDIS_URL, prefix=f"recalld-test:{uuid.uuid4().hex}:")
+
+
+def leases(**kw) -> TurnLeases:
+    return TurnLeases(ttl_s=kw.pop("ttl_s", 5.0), holder=f"test-{uuid.uuid4().hex[:6]}", **kw)
+
+
+async def _second_waits_for_first(first: TurnLeases, second: TurnLeases) -> None:
+    agent = ids.new_id("agent")
+    order: list[str] = []
+
+    async def turn(name: str, which: TurnLeases, hold_s: float) -> None:
+        async with which.hold(ORG, agent, wait_s=5):
+            order.append(f"{name}-in")
+            await asyncio.sleep(hold_s)
+            order.append(f"{name}-out")
+
+    task = asyncio.create_task(turn("a", first, 0.3))
+    await asyncio.sleep(0.05)
+    await turn("b", second, 0)
+    await task
+    assert order == ["a-in", "a-out", "b-in", "b-out"]
+
+
+async def test_redis_lease_serializes_two_instances():
+    store = redis_store()
+    await _second_waits_for_first(leases(redis=store, postgres=None), leases(redis=store, postgres=None))
+    await store.close()
+
+
+async def test_postgres_lease_serializes_two_instances(pg_router):
+    store = PgLeaseStore(pg_router)
+    await _second_waits_for_first(leases(redis=None, postgres=store), leases(redis=None, postgres=store))
+
+
+async def test_waiting_past_lease_wait_is_409(pg_router):
+    store = PgLeaseStore(pg_router)
+    holder, waiter = leases(redis=None, postgres=store), leases(redis=None, postgres=store)
+    agent = ids.new_id("agent")
+    async with holder.hold(ORG, agent, wait_s=1):
+        started = time.monotonic()
+        with pytest.raises(Conflict):
+            async with waiter.hold(ORG, agent, wait_s=0.3):
+                pass
+        assert time.monotonic() - started < 2
+
+
+async def test_only_the_holder_can_release_or_renew():
+    store = redis_store()
+    agent = ids.new_id("agent")
+    assert await store.try_acquire(agent, "token-a", 5)
+    assert not await store.try_acquire(agent, "token-b", 5)
+    await store.release(agent, "token-b")  # not the holder: nothing happens
+    assert not await store.renew(agent, "token-b", 5)
+    assert not await store.try_acquire(agent, "token-b", 5)
+    await store.release(agent, "token-a")
+    assert await store.try_acquire(agent, "token-b", 5)
+    await store.close()
+
+
+async def test_expired_lease_can_be_taken_over(pg_router):
+    store = PgLeaseStore(pg_router)
+    agent = ids.new_id("agent")
+    assert await store.try_acquire(ORG, agent, "paused-instance", "token-a", 0.2)  # never renewed
+    assert not await store.try_acquire(ORG, agent, "other", "token-b", 5)
+    await asyncio.sleep(0.3)
+    assert await store.try_acquire(ORG, agent, "other", "token-b", 5)
+    assert not await store.renew(ORG, agent, "token-a", 5)  # the paused holder learns it lost the lease
+
+
+async def test_lease_is_renewed_while_the_turn_runs():
+    store = redis_store()
+    turn_leases = leases(redis=store, postgres=None, ttl_s=0.3)
+    agent = ids.new_id("agent")
+    beats = []
+
+    async def beat() -> None:
+        beats.append(time.monotonic())
+
+    async with turn_leases.hold(ORG, agent, wait_s=1, on_renew=beat) as lease:
+        await asyncio.sleep(0.8)  # well past the TTL
+        assert not lease.lost and lease.renewals >= 2
+        assert not await store.try_acquire(agent, "intruder", 5)
+    assert len(beats) >= 2
+    await store.close()
+
+
+async def test_dead_redis_falls_back_to_the_postgres_lease_table(pg_router):
+    dead = RedisLeaseStore(DEAD_REDIS)
+    turn_leases = leases(redis=dead, postgres=PgLeaseStore(pg_router))
+    agent = ids.new_id("agent")
+    async with turn_leases.hold(ORG, agent, wait_s=3) as lease:
+        assert lease.backend == "postgres"
+    await dead.close()
+
+
+async def _agent(router: StoreRouter) -> str:
+    from recalld.services.agents import AgentService
+
+    class Models:  # llm_config given in full: no provider is asked
+        async def resolve_embedding(self, handle):
+            return {"embedding_endpoint_type": "hugging-face", "embedding_model": "m", "embedding_dim": 384,
+                    "handle": handle}
+
+        def normalize_llm_config(self, config):
+            return {**config, "handle": "openai/" + config["model"]}
+
+    service = AgentService(router, Settings(), Models())
+    state = await service.create(
+        Caller(ORG, ids.DEFAULT_USER_ID),
+        {"llm_config": {"model": "m", "model_endpoint_type": "openai", "context_window": 8000},
+         "include_base_tools": False},
+    )
+    return state["id"]
+
+
+async def test_fence_refuses_a_stale_writer(pg_router):
+    agent_id = await _agent(pg_router)
+    async with pg_router.read(ORG) as conn:
+        fresh = await load_state(conn, ORG, agent_id, 20_000)
+    async with pg_router.read(ORG) as conn:
+        stale = await load_state(conn, ORG, agent_id, 20_000)
+    row = {"organization_id": ORG, "id": ids.new_id("message"), "agent_id": agent_id, "seq": 0, "role": "user",
+           "content": [{"type": "text", "text": "first"}], "created_at": utcnow()}
+    async with pg_router.write(ORG) as conn:
+        await commit_step(conn, fresh, StepCommit(rows=[row]), run_id="")
+    late = {**row, "id": ids.new_id("message"), "content": [{"type": "text", "text": "stale"}]}
+    with pytest.raises(FenceViolation):
+        async with pg_router.write(ORG) as conn:
+            await commit_step(conn, stale, StepCommit(rows=[late]), run_id="")
+    async with pg_router.read(ORG) as conn:
+        texts = (await conn.execute(sa.text("SELECT content FROM messages WHERE agent_id = :a ORDER BY seq"),
+                                    {"a": agent_id})).scalars().all()
+    assert [t[0]["text"] for t in texts[1:]] == ["first"]
+
+
+async def test_reaper_fails_runs_whose_holder_went_quiet(pg_router):
+    agent_id = await _agent(pg_router)
+    settings = Settings(RECALLD_LEASE_TTL=1, RECALLD_LEASE_WAIT=1)
+    old = utcnow() - timedelta(seconds=10)
+    quiet, alive = ids.new_id("run"), ids.new_id("run")
+    async with pg_router.write(ORG) as conn:
+        for run_id, touched in ((quiet, old), (alive, utcnow())):
+            await conn.execute(runs.insert().values(
+                organization_id=ORG, id=run_id, agent_id=agent_id, status="running", created_at=old,
+                updated_at=touched))
+    assert await RunReaper(pg_router, settings).reap_once() >= 1
+    async with pg_router.read(ORG) as conn:
+        statuses = dict((await conn.execute(sa.select(runs.c.id, runs.c.status).where(
+            runs.c.id.in_([quiet, alive])))).all())
+    assert statuses == {quiet: "failed", alive: "running"}
