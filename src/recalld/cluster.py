@@ -82,7 +82,7 @@ def find_nginx(explicit: str | None = None) -> str:
     raise ClusterError("nginx not found; install it (Debian: apt-get install nginx) or pass --nginx PATH")
 
 
-def _die_with_parent() -> None:
+def exit_with_parent() -> None:
     """Runs in a child before exec: it gets SIGTERM when the process that started it dies, however it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -100,7 +100,7 @@ class Nginx:
     template: Path = TEMPLATE
     binary: str | None = None
     access_log: bool = True
-    # Only for a starter that outlives the child's creation in the same thread (see _die_with_parent).
+    # Only for a starter that outlives the child's creation in the same thread (see exit_with_parent).
     die_with_parent: bool = False
     process: subprocess.Popen | None = None
 
@@ -147,7 +147,7 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=exit_with_parent if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -267,7 +267,7 @@ class Cluster:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C reaches only this process, which forwards it
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=exit_with_parent,
                 )
             self.members.append(member)
 

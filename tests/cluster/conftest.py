@@ -124,6 +124,7 @@ def start_cluster(tmp_path: Path, fake_openai, pg_database: str):
                 port=free_port(),
                 upstreams=[f"127.0.0.1:{s.port}" for s in cluster.servers],
                 run_dir=tmp_path / f"nginx-{len(started)}",
+                die_with_parent=True,  # not left behind by a killed test run
             ).start()
         return cluster
 

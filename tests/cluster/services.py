@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from recalld.cluster import exit_with_parent
 from tests.servers import PG_ADMIN_URI, free_port
 
 
@@ -122,6 +123,7 @@ class PgBouncer:
             for path in self.dir.iterdir():
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         command = [find_binary("pgbouncer"), *(["-u", self.user] if self.user else []), str(self.dir / "pgbouncer.ini")]
+        # (No exit_with_parent here: the parent-death signal is cleared when PgBouncer drops to its user.)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.process, "pgbouncer", self.log_path)
         return self
@@ -156,6 +158,7 @@ class PrivateRedis:
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=exit_with_parent,  # not left behind by a killed test run
         )
         wait_for_port(self.port, self.process, "redis-server", log)
         return self

@@ -56,10 +56,20 @@ BlockText = Annotated[StrictStr, AfterValidator(strip_nul)]
 Name = Annotated[StrictStr, AfterValidator(clean_text), Field(min_length=1, max_length=512)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
 JSONValue = Annotated[Any, AfterValidator(clean_json)]
-# Every integer a request carries fits the databases' 64-bit columns (contract R16).
-Int = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+def _fits(low: int, high: int):
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Every integer a request carries fits the databases' 64-bit columns (contract R16); validators, not Field
+# bounds, so a field's own ge/le still apply on top.
+Int = Annotated[StrictInt, _fits(INT64_MIN, INT64_MAX)]
 # ... and those stored in 32-bit columns fit those.
-Int32 = Annotated[StrictInt, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+Int32 = Annotated[StrictInt, _fits(-INT32_MAX - 1, INT32_MAX)]
 Bool = StrictBool
 Number = StrictInt | StrictFloat
 
