@@ -7,10 +7,15 @@ with the latency distribution, the CDF and the requests in flight over time.
 
     python bench/archival.py --spawn sqlite            # start recalld on a temp SQLite file
     python bench/archival.py --spawn postgres --pg-uri postgresql://postgres@127.0.0.1:5432/postgres
+    python bench/archival.py --spawn postgres --label pgvector \
+        --pg-uri 'postgresql://postgres@/postgres?host=<socket dir of a PostgreSQL with pgvector>'
     python bench/archival.py --url http://127.0.0.1:8283  # a running server (local embeddings by default)
 
-With --runs N the whole benchmark runs N times (fresh agents each time) and the median run is reported.
-Needs httpx; the plot needs matplotlib (`pip install -e .[bench]`). Traffic goes only to the given URL.
+Passages are one-sentence facts about a user (about 19 word-pieces, 85 characters), queries short questions
+(about 11 word-pieces). With --runs N the whole benchmark runs N times (fresh agents each time) and the
+median is reported. A spawned server's CPU time per operation is reported too: unlike throughput, it does
+not depend on what else the machine is running. Needs httpx; the plot needs matplotlib
+(`pip install -e .[bench]`). Traffic goes only to the given URL.
 """
 
 from __future__ import annotations
@@ -213,7 +218,7 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     colors = {"insert": "tab:blue", "search": "tab:orange"}
     for name in ("insert", "search"):
-        lat = [v for run in runs for v in run[name].latencies_ms]
+        lat = sorted(v for run in runs for v in run[name].latencies_ms)
         axes[0].hist(lat, bins=60, alpha=0.6, color=colors[name], label=f"{name} (n={len(lat)})")
         axes[1].plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], color=colors[name], label=name)
         for q, style in ((50, ":"), (95, "--"), (99, "-.")):
@@ -224,8 +229,8 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     axes[1].legend()
     axes[1].grid(alpha=0.3)
 
-    # Requests in flight over time, for the median run, both phases on one clock.
-    run = runs[len(runs) // 2]
+    # Requests in flight over time, for the run of median insert throughput, both phases on one clock.
+    run = sorted(runs, key=lambda r: r["insert"].throughput)[len(runs) // 2]
     origin = run["insert"].began
     for name in ("insert", "search"):
         events = sorted([(s - origin, 1) for s in run[name].starts] + [(e - origin, -1) for e in run[name].ends])
@@ -319,6 +324,7 @@ def main() -> int:
     parser.add_argument("--keep-agents", action="store_true")
     parser.add_argument("--out", default="bench/out/archival", help="directory for report.json and archival.png")
     parser.add_argument("--server-pid", type=int, default=None, help="PID of a --url server, to measure its CPU")
+    parser.add_argument("--label", default=None, help="what the report and plot call the setup (default: the backend)")
     args = parser.parse_args()
 
     server = SpawnedServer(args.spawn, args.pg_uri) if args.spawn else None
@@ -346,7 +352,7 @@ def main() -> int:
 
     report = {
         "url": url,
-        "backend": args.spawn or "external",
+        "backend": args.label or args.spawn or "external",
         "agents": args.agents,
         "passages_per_agent": args.passages,
         "searches_per_agent": args.searches,

@@ -84,10 +84,12 @@ def quiet_run(args: argparse.Namespace, backend: str, concurrency: int, out_dir:
     for attempt in range(args.retries + 1):
         result = bench_once(args, backend, concurrency, out_dir if attempt == 0 else out_dir / f"retry{attempt}")
         other_cores = (result["other_cpu_s"] or 0) / max(result["duration_s"], 1e-9)
+        result["other_cores"] = round(other_cores, 2)
         if args.max_other_cores is None or other_cores <= args.max_other_cores:
             return result
         print(f"  other processes took {other_cores:.2f} cores during that run; running it again", flush=True)
         time.sleep(args.retry_wait)
+    print("  no quiet run: keeping the last one", flush=True)
     return result
 
 
@@ -128,12 +130,12 @@ def main() -> int:
             median["db_cpu_ms_per_op"] = round(statistics.median(db), 2) if db else None
             summary[key] = {"median": median, "runs": runs}
             med = summary[key]["median"]
-            others = ", ".join(f"{r['other_cpu_s']:.1f} s in {r['duration_s']:.1f} s" for r in runs)
+            others = ", ".join(f"{r['other_cores']:.2f}" for r in runs)
             print(
                 f"  {key}: {med['ops_per_s']:.1f} msgs/s, p50 {med['p50']:.1f} ms, p95 {med['p95']:.1f} ms, "
                 f"p99 {med['p99']:.1f} ms, {med['cpu_ms_per_op']:.2f} server CPU ms/msg, "
                 f"{_ms(med['db_cpu_ms_per_op'])} PostgreSQL CPU ms/msg "
-                f"(CPU of other processes per run: {others})",
+                f"(cores used by other processes during each run: {others})",
                 flush=True,
             )
     out_root.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from recalld import ids
 from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.pg_lease import PgLeaseStore
 from recalld.coord.redis_lease import RedisLeaseStore
-from recalld.errors import Conflict
+from recalld.errors import Conflict, Unavailable
 from recalld.services.caller import Caller
 from recalld.services.orgs import OrgService
 from recalld.services.reaper import RunReaper
@@ -131,10 +131,16 @@ async def test_lease_is_renewed_while_the_turn_runs():
     await store.close()
 
 
-async def test_dead_redis_falls_back_to_the_postgres_lease_table(pg_router):
+async def test_dead_redis_gives_503_for_one_ttl_then_the_postgres_lease_table(pg_router):
     dead = RedisLeaseStore(DEAD_REDIS)
-    turn_leases = leases(redis=dead, postgres=PgLeaseStore(pg_router))
+    turn_leases = leases(redis=dead, postgres=PgLeaseStore(pg_router), ttl_s=0.5)
     agent = ids.new_id("agent")
+    # Leases Redis granted just before it failed may still run elsewhere: wait them out, refusing cleanly.
+    with pytest.raises(Unavailable) as refused:
+        async with turn_leases.hold(ORG, agent, wait_s=3):
+            pass
+    assert refused.value.headers["Retry-After"] == "1"
+    await asyncio.sleep(0.6)
     async with turn_leases.hold(ORG, agent, wait_s=3) as lease:
         assert lease.backend == "postgres"
     await dead.close()

@@ -43,6 +43,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        # Longer than a balancer's idle upstream timeout, so the balancer closes idle connections first.
+        timeout_keep_alive=75,
     )
     DrainingServer(config).run()
     return 0

@@ -21,8 +21,6 @@ import pytest
 from tests.servers import free_port, server_env
 
 MODEL = "openai/gpt-4o-mini"
-NEEDS_LEASE = pytest.mark.xfail(reason="needs cluster lease", strict=False)
-NEEDS_REAPER = pytest.mark.xfail(reason="needs cluster lease and run reaper", strict=False)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -239,11 +237,6 @@ def test_recalld_cluster_command_serves_through_nginx_and_stops_on_sigterm(tmp_p
 # --- start-up -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="start-up race: concurrent bootstraps insert the default organization twice (check-then-insert in "
-    "OrgService.bootstrap); the loser exits with UniqueViolation",
-    strict=False,
-)
 def test_instances_starting_together_on_a_fresh_database_all_come_up(tmp_path, fake_openai, pg_database):
     from tests.cluster.conftest import SMALL_POOL
     from tests.servers import RecalldServer
@@ -263,7 +256,6 @@ def test_instances_starting_together_on_a_fresh_database_all_come_up(tmp_path, f
 # --- one turn at a time per agent, across instances ---------------------------------------------------------
 
 
-@NEEDS_LEASE
 def test_fifty_clients_through_nginx_keep_every_agent_history_paired(start_cluster, private_redis):
     cluster = start_cluster(3, RECALLD_REDIS_URL=private_redis.url)
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
@@ -275,7 +267,6 @@ def test_fifty_clients_through_nginx_keep_every_agent_history_paired(start_clust
     check_workload(cluster.url, agent_ids, sends)
 
 
-@NEEDS_LEASE
 def test_redis_stopped_mid_run_falls_back_or_refuses_cleanly_never_interleaves(start_cluster, private_redis):
     cluster = start_cluster(3, RECALLD_REDIS_URL=private_redis.url)
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
@@ -476,7 +467,6 @@ def test_kill_9_mid_turn_other_instances_keep_serving(start_cluster, fake_openai
             assert http.get("/v1/agents/", params={"limit": 10}).status_code == 200
 
 
-@NEEDS_REAPER
 def test_kill_9_mid_turn_run_ends_failed_and_its_retry_completes_once(start_cluster, fake_openai):
     cluster = start_cluster(3, RECALLD_LEASE_TTL="3")
     interrupted = kill_instance_mid_turn(cluster, fake_openai)

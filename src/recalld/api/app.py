@@ -89,7 +89,12 @@ async def _send_413(send: Send, max_bytes: int) -> None:
 
 def build_services(settings: Settings) -> Services:
     router = StoreRouter(settings)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_s, connect=10.0))
+    # Keep-alive for many concurrent model calls: beyond the default 20 idle connections every call would
+    # open (and, against a real provider, TLS-handshake) a new one.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.llm_timeout_s, connect=10.0),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
+    )
     catalog = ModelCatalog(settings, http)
     resolver = ModelResolver(catalog)
     clients = ChatClients(settings, catalog, http)

@@ -48,7 +48,8 @@ class Services:
     key_cache: dict[str, tuple[float, Caller]]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain function dependency would be run in the threadpool on every request.
     return request.app.state.services
 
 

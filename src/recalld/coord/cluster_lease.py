@@ -49,6 +49,9 @@ class TurnLeases:
         self.postgres = postgres
         self.holder = holder
         self.waits = 0  # turns that had to wait for a lease held elsewhere (contention)
+        # When Redis fails, leases it granted moments ago may still be running elsewhere: no PostgreSQL lease
+        # is granted until they have expired (one TTL), so the two stores never hold one agent at once.
+        self._redis_down_since: float | None = None
 
     def queued(self, agent_id: str) -> int:
         return self.local.queued(agent_id)
@@ -99,11 +102,23 @@ class TurnLeases:
         """One attempt; returns the backend that granted the lease, or None when the agent is held."""
         if self.redis is not None:
             try:
-                return "redis" if await self.redis.try_acquire(agent_id, token, self.ttl_s) else None
+                granted = await self.redis.try_acquire(agent_id, token, self.ttl_s)
+                self._redis_down_since = None
+                return "redis" if granted else None
             except RedisUnavailable as e:
                 if self.postgres is None:
                     raise Unavailable("Redis is unavailable and no other lease store is configured") from e
-                log.warning("redis unavailable for leases (%s); using the PostgreSQL lease table", e)
+                now = time.monotonic()
+                if self._redis_down_since is None:
+                    self._redis_down_since = now
+                    log.warning("redis unavailable for leases (%s); the PostgreSQL lease table takes over in "
+                                "%.0f s", e, self.ttl_s)
+                remaining = self.ttl_s - (now - self._redis_down_since)
+                if remaining > 0:
+                    raise Unavailable(
+                        f"Redis is unavailable; turns resume on the PostgreSQL lease table in {remaining:.0f} s",
+                        retry_after_s=max(1, int(remaining + 0.999)),
+                    ) from e
         if self.postgres is not None:
             return "postgres" if await self.postgres.try_acquire(org_id, agent_id, self.holder, token,
                                                                  self.ttl_s) else None

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from recalld.llm.retry import ProviderHTTPError, as_api_error, provider_message, retry_after, with_retries
 from recalld.llm.types import (
@@ -47,7 +48,9 @@ class OpenAIChatClient:
         self.http = http
         self.provider_name = provider_name
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
         self.max_retries = max_retries
 
@@ -67,14 +70,15 @@ class OpenAIChatClient:
         return body
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        body = self._body(request, stream=False)
+        # orjson both ways: the prompt is re-encoded every step and is the largest thing a turn serialises.
+        body = orjson.dumps(self._body(request, stream=False))
 
         async def call() -> dict:
-            response = await self.http.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            response = await self.http.post(self.url, content=body, headers=self.headers, timeout=self.timeout)
             if response.status_code >= 400:
                 raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
             try:
-                return response.json()
+                return orjson.loads(response.content)
             except ValueError as e:  # a 200 that is not JSON (a proxy's HTML page) is the provider's failure too
                 raise as_api_error(self.provider_name, ValueError(f"malformed response: {response.text[:200]}")) from e
 

@@ -87,3 +87,8 @@ async def with_retries(provider: str, call: Callable[[], Awaitable[T]], *, max_r
             log.warning("%s call failed (%s); retry %d in %.2fs", provider, exc, attempt + 1, delay)
             attempt += 1
             await asyncio.sleep(delay)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an HTTP client bug under load is a provider failure, not a 500
+            log.warning("%s call failed unexpectedly: %r", provider, exc)
+            raise as_api_error(provider, exc) from exc

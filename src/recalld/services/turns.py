@@ -26,7 +26,7 @@ from recalld.agent.messages import memgpt_boot_messages, message_row
 from recalld.agent.rules import RuleBook
 from recalld.agent.tool_runner import ToolRunner
 from recalld.coord.cluster_lease import Lease, TurnLeases
-from recalld.errors import Conflict, NotFound, ProviderError, RecalldError
+from recalld.errors import Conflict, NotFound, ProviderError, RecalldError, Unavailable
 from recalld.llm import tokens
 from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
@@ -183,7 +183,9 @@ class TurnService:
         try:
             async with self._hold(caller.org_id, agent_id) as (lease, beat):
                 await self._turn(caller, agent_id, req, run=run, emit=None, started=None, lease=lease, beat=beat)
-        except Conflict as e:
+        except FenceViolation:
+            pass  # the turn started and _turn recorded why it failed
+        except (Conflict, Unavailable) as e:
             await self._finish_run(
                 caller.org_id, run["id"], "failed", "error", {"error": e.detail, "reason": "the turn never started"}
             )
