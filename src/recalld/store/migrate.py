@@ -44,18 +44,20 @@ def _upgrade(sync_connection) -> None:  # noqa: ANN001
     command.upgrade(cfg, "head")
 
 
+def _locked_upgrade(sync_connection) -> None:  # noqa: ANN001
+    sync_connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+    _upgrade(sync_connection)
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Bring the database to the newest schema; safe to call from many processes at once."""
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            # A transaction-scoped advisory lock, taken in the migration's own transaction: it is released by
+            # that transaction's end even behind PgBouncer in transaction mode, where a session lock taken in
+            # one transaction and released in another can land on different server connections.
+            await conn.run_sync(_locked_upgrade)
             await conn.commit()
-            try:
-                await conn.run_sync(_upgrade)
-                await conn.commit()
-            finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                await conn.commit()
         else:
             # SQLite has no advisory locks: a lock file beside the database queues other processes.
             with _file_lock(engine.url.database):
