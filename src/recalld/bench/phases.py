@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,7 @@ def _failure(what: str, outcome: Outcome, response: httpx.Response | None) -> st
     return f"{what} answered {outcome} {detail}".strip()
 
 
-class Phase:
+class Phase(ABC):
     """One kind of operation. `per_concurrency`: run once per --concurrency value (else once)."""
 
     name = ""
@@ -104,8 +105,9 @@ class Phase:
             return "no agents to work with (agent creation failed)"
         return None
 
+    @abstractmethod
     async def op(self, ctx: BenchContext, http: httpx.AsyncClient, i: int, worker: dict[str, Any]) -> Outcome:
-        raise NotImplementedError
+        """One timed operation (each phase defines its own)."""
 
 
 class CreatePhase(Phase):

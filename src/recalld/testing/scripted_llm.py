@@ -27,6 +27,7 @@ import struct
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -159,7 +160,7 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-class ScriptedServer:
+class ScriptedServer(ABC):
     """Threaded loopback HTTP server base: lifecycle, request log, model list; subclasses add routes."""
 
     def __init__(
@@ -277,14 +278,17 @@ class ScriptedServer:
         if delay_ms > 0:
             time.sleep(delay_ms / 1000)
 
+    @abstractmethod
     def handle_get(self, handler: ScriptedHandler, path: str, query: dict[str, list[str]]) -> None:
-        raise NotImplementedError
+        """Answer a GET (each protocol defines its routes)."""
 
+    @abstractmethod
     def handle_post(self, handler: ScriptedHandler, path: str, body: dict[str, Any], body_len: int) -> None:
-        raise NotImplementedError
+        """Answer a POST."""
 
+    @abstractmethod
     def send_error_body(self, handler: ScriptedHandler, status: int, message: str) -> None:
-        raise NotImplementedError
+        """Answer an error in the protocol's own error shape."""
 
 
 def _message_text(content: Any) -> str:
