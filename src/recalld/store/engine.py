@@ -54,9 +54,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; busy_timeout makes other processes
     # (recalld migrate, recalld keys) wait instead of failing with "database is locked".
+    # busy_timeout first: switching a new file to WAL needs the write lock another process may hold.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -51,6 +51,14 @@ def _locked_upgrade(sync_connection) -> None:  # noqa: ANN001
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Bring the database to the newest schema; safe to call from many processes at once."""
+    if engine.dialect.name == "sqlite":
+        # SQLite has no advisory locks: a lock file beside the database queues other processes, taken before
+        # the first connection so no two processes even open a new file at once.
+        with _file_lock(engine.url.database):
+            async with engine.connect() as conn:
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+        return
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # A transaction-scoped advisory lock, taken in the migration's own transaction: it is released by
@@ -59,10 +67,8 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
             await conn.run_sync(_locked_upgrade)
             await conn.commit()
         else:
-            # SQLite has no advisory locks: a lock file beside the database queues other processes.
-            with _file_lock(engine.url.database):
-                await conn.run_sync(_upgrade)
-                await conn.commit()
+            await conn.run_sync(_upgrade)
+            await conn.commit()
 
 
 @contextmanager
