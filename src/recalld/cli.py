@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from recalld import __version__
+from recalld.obs.logs import configure as configure_logging
+from recalld.obs.logs import logging_config
 from recalld.settings import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
     import threading
+    import time
 
     import uvicorn
 
@@ -28,21 +31,35 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
         def handle_exit(self, sig, frame):  # noqa: ANN001
             if self.draining or settings.drain_grace_s <= 0:
-                return super().handle_exit(sig, frame)
+                return self._stop(sig)
             self.draining = True
             app.state.readiness = "draining"
-            timer = threading.Timer(settings.drain_grace_s, super().handle_exit, args=(sig, frame))
+            timer = threading.Timer(settings.drain_grace_s, self._stop, args=(sig,))
             timer.daemon = True
             timer.start()
 
+        def _stop(self, sig: int) -> None:
+            # uvicorn's own handle_exit, minus re-raising the signal once shut down: a drained instance
+            # exits 0, not killed by SIGTERM. A second Ctrl-C still forces the exit.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+                # One drain deadline for requests (uvicorn) and background turns (the app's lifespan).
+                if getattr(app.state, "drain_deadline", None) is None:
+                    app.state.drain_deadline = time.monotonic() + settings.drain_timeout_s
+
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=args.host or settings.listen_host,
+        port=args.port or settings.listen_port,
         log_level=settings.log_level,
+        # uvicorn's access and error lines through recalld's formatter (JSON unless RECALLD_LOG_FORMAT=text).
+        log_config=logging_config(settings.log_format or "json", settings.log_level),
         proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        forwarded_allow_ips=args.forwarded_allow_ips or settings.forwarded_allow_ips,
+        # A float: int() would turn a sub-second timeout into 0, which uvicorn reads as "wait forever".
+        timeout_graceful_shutdown=settings.drain_timeout_s,
         # Longer than a balancer's idle upstream timeout, so the balancer closes idle connections first.
         timeout_keep_alive=75,
     )
@@ -109,6 +126,12 @@ def _cluster(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.plan import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recalld", description="A Letta-compatible server for stateful agents."
@@ -117,12 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the HTTP API (applies pending migrations first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8283)
+    serve.add_argument("--host", default=None, help="address to listen on (default RECALLD_LISTEN_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default RECALLD_LISTEN_PORT or 8283)")
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies whose X-Forwarded-* headers are trusted (comma-separated, or *)",
+        default=None,
+        help="proxies whose X-Forwarded-* headers are trusted (comma-separated, or *; default "
+        "RECALLD_FORWARDED_ALLOW_IPS or 127.0.0.1)",
     )
     serve.set_defaults(handler=_serve)
 
@@ -157,15 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_arguments(cluster)
     cluster.set_defaults(handler=_cluster)
+
+    from recalld.plan import add_arguments as add_plan_arguments
+
+    plan = sub.add_parser(
+        "plan", help="size a deployment (instances, pools, PostgreSQL, Redis, HPA) from a bench report"
+    )
+    add_plan_arguments(plan)
+    plan.set_defaults(handler=_plan)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format or ("json" if args.command == "serve" else "text"), settings.log_level)
     return args.handler(args, settings)
 
 

@@ -73,3 +73,19 @@ def test_provider_errors_are_counted(client, server):
         pass
     after = scrape(server)
     assert total(after, "recalld_llm_errors_total") == total(before, "recalld_llm_errors_total") + 1
+
+
+def test_embedding_calls_are_timed_by_provider_and_model(client, server):
+    local = client.agents.create(model=MODEL)
+    remote = client.agents.create(model=MODEL, embedding="openai/text-embedding-3-small")
+    before = scrape(server)
+    client.agents.passages.create(local.id, text="embedded here")
+    client.agents.passages.create(remote.id, text="embedded by the provider")
+    after = scrape(server)
+    count = "recalld_embedding_duration_seconds_count"
+    assert total(after, count, provider="local", model="all-minilm-l6-v2") == \
+        total(before, count, provider="local", model="all-minilm-l6-v2") + 1
+    assert total(after, count, provider="openai", model="text-embedding-3-small") == \
+        total(before, count, provider="openai", model="text-embedding-3-small") + 1
+    assert total(after, "recalld_embedding_duration_seconds_sum", provider="local") > \
+        total(before, "recalld_embedding_duration_seconds_sum", provider="local")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,8 @@ from recalld.coord.redis_lease import RedisLeaseStore
 from recalld.llm.catalog import ModelCatalog
 from recalld.llm.embeddings import Embeddings
 from recalld.llm.providers import ChatClients
-from recalld.obs import metrics
+from recalld.obs import metrics, tracing
+from recalld.obs.context import RequestContext
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
@@ -123,12 +125,22 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+async def _settle_cut_turns(leases: TurnLeases, timeout_s: float = 5.0) -> None:
+    """Requests uvicorn cancelled at the drain timeout are still unwinding their turns: marking the runs failed,
+    releasing the leases. Wait for that before the pools and Redis close under them (else the runs stay
+    `running` until a reaper fails them, and the agents stay held until their leases expire)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while leases.total_queued() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.readiness = "warming"
+        tracing.setup(settings.otel_endpoint, instance_id=INSTANCE_ID)
         services = build_services(settings)
         app.state.services = services
         await upgrade_to_head(services.router.primary)
@@ -144,13 +156,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.readiness = "draining"
-            await services.turns.drain(settings.drain_timeout_s)
+            # What is left of the drain deadline `recalld serve` set when it stopped accepting requests.
+            deadline = getattr(app.state, "drain_deadline", None)
+            left = settings.drain_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+            await services.turns.drain(left)
+            await _settle_cut_turns(services.turns.leases)
             reaper.cancel()
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
             await services.http.aclose()
             await services.router.dispose()
+            await asyncio.to_thread(tracing.shutdown)  # the last spans go out before the process exits
 
     app = FastAPI(
         title="recalld",
@@ -175,4 +192,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             """Prometheus exposition; needs no API key, like health."""
             return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    # Outermost: every request (and every line it logs) has its id, and its span covers the others.
+    app.add_middleware(RequestContext)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from recalld.errors import InvalidInput, ProviderError
 from recalld.llm.catalog import LOCAL_EMBEDDING_ENDPOINT_TYPE, Provider, providers_from_settings
 from recalld.llm.embeddings_local import LocalEmbedder
 from recalld.llm.retry import ProviderHTTPError, provider_message, retry_after, with_retries
+from recalld.obs import metrics, tracing
 from recalld.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,19 @@ class Embeddings:
         """Embed texts with the config's model: an (n, dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, int(config.get("embedding_dim") or 0)), dtype=np.float32)
-        if is_local(config):
-            if str(config.get("embedding_model", "")).lower() != LOCAL_MODEL:
-                raise InvalidInput(
-                    f"Embedding model {config.get('embedding_model')!r} is not available locally; "
-                    f"the local model is {LOCAL_MODEL}"
-                )
-            vectors = await self.local.embed(texts)
-        else:
-            vectors = await self._embed_remote(config, texts)
+        local = is_local(config)
+        if local and str(config.get("embedding_model", "")).lower() != LOCAL_MODEL:
+            raise InvalidInput(
+                f"Embedding model {config.get('embedding_model')!r} is not available locally; "
+                f"the local model is {LOCAL_MODEL}"
+            )
+        provider = "local" if local else embedding_handle(config).partition("/")[0]
+        model = str(config.get("embedding_model"))
+        attributes = {"gen_ai.operation.name": "embeddings", "gen_ai.system": provider, "gen_ai.request.model": model}
+        started = time.perf_counter()
+        with tracing.span(f"embeddings {model}", attributes, tracing.CLIENT):
+            vectors = await (self.local.embed(texts) if local else self._embed_remote(config, texts))
+        metrics.EMBEDDING_LATENCY.labels(provider, model).observe(time.perf_counter() - started)
         dim = config.get("embedding_dim")
         if dim and vectors.shape[1] != int(dim):
             raise ProviderError(

@@ -13,6 +13,7 @@ padded view. Concurrent requests are gathered into one forward pass by `LocalEmb
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -237,7 +238,10 @@ class LocalEmbedder:
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._queue = asyncio.Queue()
-            self._worker = loop.create_task(self._run(self._queue), name="recalld-embed-batcher")
+            # A context of its own: it outlives the request that starts it, whose ids its log lines must not carry.
+            self._worker = loop.create_task(
+                self._run(self._queue), name="recalld-embed-batcher", context=contextvars.Context()
+            )
         future: asyncio.Future = loop.create_future()
         assert self._queue is not None
         self._queue.put_nowait((list(texts), future))

@@ -36,8 +36,9 @@ LLM_ERRORS = Counter("recalld_llm_errors_total", "Model calls that failed", ["pr
                      registry=REGISTRY)
 LLM_TOKENS = Counter("recalld_llm_tokens_total", "Tokens used by model calls", ["provider", "model", "kind"],
                      registry=REGISTRY)
-EMBEDDING_LATENCY = Histogram("recalld_embedding_duration_seconds", "Embedding call latency", ["model"],
-                              buckets=LATENCY_BUCKETS, registry=REGISTRY)
+# One observation per embed() call (all of its texts), local model or remote provider; failed calls aren't timed.
+EMBEDDING_LATENCY = Histogram("recalld_embedding_duration_seconds", "Embedding call latency",
+                              ["provider", "model"], buckets=(0.001, 0.0025, *LATENCY_BUCKETS), registry=REGISTRY)
 SSE_STREAMS = Gauge("recalld_sse_streams_active", "Streaming responses open now", registry=REGISTRY)
 TURNS = Counter("recalld_turns_total", "Turns by how they ended", ["stop_reason"], registry=REGISTRY)
 

@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recalld.errors import Unavailable
+from recalld.obs import tracing
 from recalld.obs.metrics import DB_POOL_WAIT
 from recalld.settings import Settings
 from recalld.store.engine import make_engine, make_pg_engine, make_sqlite_sync_engine
@@ -37,6 +38,8 @@ class StoreRouter:
         # SQLite has one writer; queueing writers here avoids SQLITE_BUSY upgrades inside the process.
         self._sqlite_write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._next_replica = 0
+        self._write_span = {"db.system": self.dialect, "recalld.db.transaction": "write"}
+        self._read_span = {"db.system": self.dialect, "recalld.db.transaction": "read"}
 
     def engines(self) -> list[AsyncEngine]:
         return [self.primary, *self.replicas]
@@ -58,30 +61,32 @@ class StoreRouter:
     @asynccontextmanager
     async def write(self, organization_id: str) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction on the organization's primary; commits on success."""
-        if self._sqlite is not None:
-            async with self._sqlite_write_lock, _unavailable_on_failure():
-                with self._sqlite.begin() as conn:
-                    yield SyncConnection(conn)
-        else:
-            started = time.perf_counter()
-            async with _unavailable_on_failure(), self.primary.begin() as conn:
-                DB_POOL_WAIT.labels("primary").observe(time.perf_counter() - started)
-                yield conn
+        with tracing.child_span("db write", self._write_span, tracing.CLIENT):
+            if self._sqlite is not None:
+                async with self._sqlite_write_lock, _unavailable_on_failure():
+                    with self._sqlite.begin() as conn:
+                        yield SyncConnection(conn)
+            else:
+                started = time.perf_counter()
+                async with _unavailable_on_failure(), self.primary.begin() as conn:
+                    DB_POOL_WAIT.labels("primary").observe(time.perf_counter() - started)
+                    yield conn
 
     @asynccontextmanager
     async def read(self, organization_id: str, *, fresh: bool = True) -> AsyncIterator[AsyncConnection]:
         """A read-only connection; `fresh=False` allows a replica that may lag behind the primary."""
-        if self._sqlite is not None:
-            async with _unavailable_on_failure():
-                with self._sqlite.connect() as conn:
-                    yield SyncConnection(conn)
-            return
-        engine = self.primary
-        if not fresh and self.replicas:
-            engine = self.replicas[self._next_replica % len(self.replicas)]
-            self._next_replica += 1
-        async with _unavailable_on_failure(), engine.connect() as conn:
-            yield conn
+        with tracing.child_span("db read", self._read_span, tracing.CLIENT):
+            if self._sqlite is not None:
+                async with _unavailable_on_failure():
+                    with self._sqlite.connect() as conn:
+                        yield SyncConnection(conn)
+                return
+            engine = self.primary
+            if not fresh and self.replicas:
+                engine = self.replicas[self._next_replica % len(self.replicas)]
+                self._next_replica += 1
+            async with _unavailable_on_failure(), engine.connect() as conn:
+                yield conn
 
     async def dispose(self) -> None:
         for engine in self.engines():
