@@ -63,6 +63,7 @@ def render_nginx_conf(
         # As root, workers would switch to `nobody`, who cannot write the private run directory's temp files.
         "user_directive": "user root;" if os.geteuid() == 0 else "",
         "run_dir": str(run_dir),
+        "error_log": str(run_dir / "error.log"),
         "access_log": access_log,
         "listen": listen,
         "upstream_servers": "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;" for u in upstreams),

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     pg_pool_pre_ping: bool = Field(
         default=True, validation_alias=_env("PG_POOL_PRE_PING", "LETTA_POOL_PRE_PING")
     )
+    # Pre-ping only connections idle longer than this (0: every checkout). A connection used moments ago is
+    # alive; pinging it costs three round trips per transaction for nothing.
+    pg_pool_ping_idle_s: float = Field(default=10.0, ge=0, validation_alias=_env("PG_POOL_PING_IDLE"))
     # Off means NullPool and no prepared-statement caches: what PgBouncer's transaction mode needs.
     disable_pooling: bool = Field(
         default=False, validation_alias=_env("DISABLE_POOLING", "LETTA_DISABLE_SQLALCHEMY_POOLING")
@@ -48,6 +51,12 @@ class Settings(BaseSettings):
     # accepting connections and lets in-flight turns finish for up to drain_timeout_s.
     drain_grace_s: float = Field(default=5.0, ge=0, validation_alias=_env("DRAIN_GRACE"))
     drain_timeout_s: float = Field(default=30.0, ge=0, validation_alias=_env("DRAIN_TIMEOUT"))
+    # `recalld serve`'s socket and the proxies whose X-Forwarded-* headers it trusts (its flags take precedence),
+    # so a container is configured by environment alone. Not RECALLD_HOST/RECALLD_PORT: Kubernetes sets
+    # RECALLD_PORT=tcp://… in pods that share a namespace with a Service named recalld.
+    listen_host: str = Field(default="127.0.0.1", validation_alias=_env("LISTEN_HOST"))
+    listen_port: int = Field(default=8283, ge=1, le=65535, validation_alias=_env("LISTEN_PORT"))
+    forwarded_allow_ips: str = Field(default="127.0.0.1", validation_alias=_env("FORWARDED_ALLOW_IPS"))
 
     # Memory limits.
     core_memory_block_char_limit: int = Field(
@@ -100,11 +109,14 @@ class Settings(BaseSettings):
     auth: Literal["off", "required"] = Field(default="off", validation_alias=_env("AUTH"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
 
+    # The OTLP/HTTP collector's base URL (spans go to <url>/v1/traces); unset, nothing is traced (obs/tracing.py).
     otel_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("RECALLD_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS"))
     log_level: str = Field(default="info", validation_alias=_env("LOG_LEVEL"))
+    # One JSON object per line (obs/logs.py) or plain text; unset: json for `recalld serve`, text otherwise.
+    log_format: Literal["json", "text"] | None = Field(default=None, validation_alias=_env("LOG_FORMAT"))
     # Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
 
