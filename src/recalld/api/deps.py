@@ -28,6 +28,7 @@ from recalld.store.router import StoreRouter
 DEFAULT_CALLER = Caller(org_id=ids.DEFAULT_ORG_ID, user_id=ids.DEFAULT_USER_ID)
 # A key found valid is trusted this long without another lookup (a revocation takes effect within it).
 KEY_CACHE_TTL_S = 30.0
+KEY_CACHE_MAX = 10_000
 
 
 @dataclass
@@ -73,7 +74,7 @@ async def get_caller(
         if cached and cached[0] > time.monotonic():
             return cached[1]
         caller = await services.orgs.caller_for_key(key)
-        services.key_cache[key] = (time.monotonic() + KEY_CACHE_TTL_S, caller)
+        remember_key(services.key_cache, key, caller)
         return caller
     if services.settings.auth == "required":
         raise Unauthorized("Unauthorized: an API key is required (Authorization: Bearer <key>)")
@@ -81,3 +82,16 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def remember_key(cache: dict[str, tuple[float, Caller]], key: str, caller: Caller) -> None:
+    """Cache a valid key for KEY_CACHE_TTL_S; at KEY_CACHE_MAX entries the expired go first, then the oldest,
+    so the cache holds at most the keys of the last few seconds' callers, however many keys exist."""
+    now = time.monotonic()
+    if key not in cache and len(cache) >= KEY_CACHE_MAX:
+        for stale in [k for k, (expires, _) in cache.items() if expires <= now]:
+            del cache[stale]
+        while len(cache) >= KEY_CACHE_MAX:
+            del cache[next(iter(cache))]
+    cache.pop(key, None)  # re-inserted last: insertion order is age order
+    cache[key] = (now + KEY_CACHE_TTL_S, caller)

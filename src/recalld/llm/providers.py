@@ -8,9 +8,11 @@ from recalld.errors import InvalidInput
 from recalld.llm.catalog import ModelCatalog
 from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.types import ChatClient
+from recalld.obs import tracing
 from recalld.settings import Settings
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
+MAX_CLIENTS = 256
 
 
 class ChatClients:
@@ -39,7 +41,11 @@ class ChatClients:
         key = (endpoint_type, base_url, api_key)
         client = self._clients.get(key)
         if client is None:
-            client = self._build(endpoint_type, provider_name, base_url, api_key)
+            client = tracing.traced_chat_client(self._build(endpoint_type, provider_name, base_url, api_key))
+            if len(self._clients) >= MAX_CLIENTS:
+                # An agent may name its own endpoint: without a bound, one client per such agent for ever.
+                # Clients are thin wrappers over the shared HTTP client, so dropping the oldest costs a rebuild.
+                self._clients.pop(next(iter(self._clients)))
             self._clients[key] = client
         return client
 
