@@ -34,14 +34,6 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-# The scripted LLM with a deep listen backlog: socketserver's default of 5 drops the connection bursts of 256
-# concurrent turns (each instance opens up to 100 connections to it), and turns then fail with "All connection
-# attempts failed" -- a limit of the fake, not of recalld.
-SCRIPTED_LLM = (
-    "import http.server, sys; http.server.ThreadingHTTPServer.request_queue_size = 1024; "
-    "from recalld.testing.scripted_llm import main; main(sys.argv[1:])"
-)
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -152,7 +144,7 @@ class Setup:
             )  # fmt: skip
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self.llm = subprocess.Popen(
-            [sys.executable, "-c", SCRIPTED_LLM, "--latency-ms", str(self.latency_ms)],
+            [sys.executable, "-m", "recalld.testing.scripted_llm", "--latency-ms", str(self.latency_ms)],
             stdout=subprocess.PIPE,
             text=True,
         )

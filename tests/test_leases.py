@@ -107,11 +107,41 @@ async def test_only_the_holder_can_release_or_renew():
 async def test_expired_lease_can_be_taken_over(pg_router):
     store = PgLeaseStore(pg_router)
     agent = ids.new_id("agent")
-    assert await store.try_acquire(ORG, agent, "paused-instance", "token-a", 0.2)  # never renewed
-    assert not await store.try_acquire(ORG, agent, "other", "token-b", 5)
+    assert (await store.try_acquire(ORG, agent, "paused-instance", "token-a", 0.2))[0]  # never renewed
+    assert not (await store.try_acquire(ORG, agent, "other", "token-b", 5))[0]
     await asyncio.sleep(0.3)
-    assert await store.try_acquire(ORG, agent, "other", "token-b", 5)
+    assert (await store.try_acquire(ORG, agent, "other", "token-b", 5))[0]
     assert not await store.renew(ORG, agent, "token-a", 5)  # the paused holder learns it lost the lease
+
+
+async def test_the_first_transaction_rides_with_the_postgres_lease(pg_router):
+    """The turn's opening transaction runs inside the lease's; when it fails, the lease is not taken."""
+    agent = ids.new_id("agent")
+    table = TurnLeases(ttl_s=5, redis=None, postgres=PgLeaseStore(pg_router), holder="a")
+
+    async def opening(conn) -> int:  # noqa: ANN001
+        return (await conn.execute(sa.text("SELECT txid_current()"))).scalar_one()
+
+    async with table.hold(ORG, agent, wait_s=1, first_tx=opening) as lease:
+        assert lease.opened and lease.backend == "postgres"
+        async with pg_router.read(ORG) as conn:
+            holder_tx = (await conn.execute(
+                sa.text("SELECT xmin::text FROM agent_leases WHERE agent_id = :a"), {"a": agent})).scalar_one()
+        assert holder_tx == str(lease.opening % 2**32)  # the lease row was written by the opening's transaction
+
+    class Refused(Exception):
+        pass
+
+    async def failing(conn) -> None:  # noqa: ANN001
+        raise Refused
+
+    with pytest.raises(Refused):
+        async with table.hold(ORG, agent, wait_s=1, first_tx=failing):
+            pass
+    async with pg_router.read(ORG) as conn:
+        rows = (await conn.execute(sa.text("SELECT count(*) FROM agent_leases WHERE agent_id = :a"),
+                                   {"a": agent})).scalar_one()
+    assert rows == 0  # rolled back with the opening: nobody holds the agent
 
 
 async def test_lease_is_renewed_while_the_turn_runs():

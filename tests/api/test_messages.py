@@ -428,6 +428,26 @@ def test_message_buffer_autoclear_keeps_only_the_system_message_in_context(clien
     assert len(client.agents.retrieve(agent.id).message_ids) == 1
 
 
+def test_cancel_stops_a_running_turn_between_steps(client):
+    agent = client.agents.create(model=MODEL, memory_blocks=[{"label": "human", "value": "Name: Sam"}])
+    # Two steps, each a slow model call: the cancel lands during the first and the second never happens.
+    text = call("memory_replace", label="human", old_string="Sam", new_string="Samuel") + " SLOW 1500"
+    run = client.agents.messages.create_async(agent.id, messages=[user(text)])
+    deadline = time.monotonic() + 10
+    while client.runs.retrieve(run.id).status != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.agents.messages.cancel(agent.id) == {run.id: "cancelled"}
+    while (done := client.runs.retrieve(run.id)).status == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert done.status == "cancelled" and done.stop_reason == "cancelled"
+    kinds = [m.message_type for m in history(client, agent.id)]
+    assert kinds[-3:] == ["user_message", "tool_call_message", "tool_return_message"]  # the first step stays
+    with pytest.raises(ConflictError):
+        client.agents.messages.cancel(agent.id)  # nothing left to cancel
+
+
 def test_cancel_without_active_runs_is_409(client):
     agent = client.agents.create(model=MODEL)
     with pytest.raises(ConflictError):

@@ -25,7 +25,7 @@ from recalld.agent.tool_runner import ToolRunner
 from recalld.errors import RecalldError
 from recalld.llm import tokens
 from recalld.llm.types import ChatClient, ChatRequest, ChatResponse, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from recalld.obs import metrics
+from recalld.obs import metrics, tracing
 from recalld.store.types import utcnow
 
 HEARTBEAT_REASONS = {
@@ -49,6 +49,13 @@ class TurnState:
     memory: Memory
     recall_count: int = 0
     archival_count: int = 0
+    # Reads the archival count when the system message is recompiled (rare: only memory edits need it), so
+    # an ordinary turn doesn't count passages.
+    count_archival: Callable[[], Awaitable[int]] | None = None
+
+    async def refresh_archival_count(self) -> None:
+        if self.count_archival is not None:
+            self.archival_count = await self.count_archival()
 
     @property
     def agent_type(self) -> str:
@@ -201,6 +208,18 @@ def _estimate_usage(usage: Usage, request: ChatRequest, response: ChatResponse) 
 
 
 async def run_step(
+    state: TurnState, pending: list[dict], *, run_id: str, step_index: int, **options: Any
+) -> StepResult:
+    """Call the model once and run the tools it asks for; returns what the step would store. With tracing on,
+    the step is a span: its model call and the transactions of its tools are its children."""
+    if not tracing.enabled():
+        return await _run_step(state, pending, run_id=run_id, step_index=step_index, **options)
+    attributes = {"recalld.agent_id": state.agent["id"], "recalld.run_id": run_id, "recalld.step": step_index}
+    with tracing.span("step", attributes):
+        return await _run_step(state, pending, run_id=run_id, step_index=step_index, **options)
+
+
+async def _run_step(
     state: TurnState,
     pending: list[dict],
     *,
@@ -213,7 +232,6 @@ async def run_step(
     emit_delta: Emit | None = None,
     system_override: str | None = None,
 ) -> StepResult:
-    """Call the model once and run the tools it asks for; returns what the step would store."""
     agent = state.agent
     org_id, agent_id = agent["organization_id"], agent["id"]
     llm_config = agent["llm_config"]
@@ -354,7 +372,10 @@ async def run_step(
                 indent=2,
             )
             rows.append(message_row(**{**stamp, "model": None}, role="user", created_at=beat_time, text=beat))
-    system_text = state.recompiled_system(utcnow()) if memory_changed else None
+    system_text = None
+    if memory_changed:
+        await state.refresh_archival_count()
+        system_text = state.recompiled_system(utcnow())
     return StepResult(
         step_id,
         rows,

@@ -171,8 +171,7 @@ async def cancel_runs(
     agent_id: AgentId, caller: CallerDep, services: ServicesDep, body: CancelBody | None = None
 ) -> dict:
     """Cancel the agent's running turns (all, or those named); they stop between steps."""
-    await services.agents.retrieve(caller, agent_id, set())
-    return services.turns.cancel(agent_id, body.run_ids if body else None)
+    return await services.turns.cancel(caller, agent_id, body.run_ids if body else None)
 
 
 @router.patch("/v1/agents/{agent_id}/messages/{message_id}", include_in_schema=False)

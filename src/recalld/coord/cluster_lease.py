@@ -16,6 +16,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld.coord.lease import LocalLeases
 from recalld.coord.pg_lease import PgLeaseStore
@@ -38,6 +41,9 @@ class Lease:
     renewals: int = field(default=0)
     released: bool = False  # dropped by the turn's last commit
     waited: bool = False  # another instance held the agent when this turn arrived
+    # What hold()'s first_tx returned, when it ran inside the lease's own transaction (the PostgreSQL table).
+    opened: bool = False
+    opening: Any = None
 
 
 class TurnLeases:
@@ -61,13 +67,16 @@ class TurnLeases:
 
     @asynccontextmanager
     async def hold(self, org_id: str, agent_id: str, wait_s: float,
-                   on_renew: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[Lease]:
-        """Hold the agent for one turn; waiters queue for up to wait_s, then get 409."""
+                   on_renew: Callable[[], Awaitable[None]] | None = None,
+                   first_tx: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> AsyncIterator[Lease]:
+        """Hold the agent for one turn; waiters queue for up to wait_s, then get 409. When the lease is a
+        PostgreSQL row, first_tx runs in the transaction that takes it (lease.opened, lease.opening); with
+        other backends the caller runs its first transaction itself."""
         started = time.monotonic()
         contended = self.local.queued(agent_id) > 0
         async with self.local.hold(agent_id, wait_s):
             try:
-                lease = await self._acquire(org_id, agent_id, started + wait_s, wait_s)
+                lease = await self._acquire(org_id, agent_id, started + wait_s, wait_s, first_tx)
             except Conflict:
                 LEASE_TIMEOUTS.inc()
                 raise
@@ -81,16 +90,17 @@ class TurnLeases:
                 renewer.cancel()
                 await asyncio.shield(self._release(org_id, lease))
 
-    async def _acquire(self, org_id: str, agent_id: str, deadline: float, wait_s: float) -> Lease:
+    async def _acquire(self, org_id: str, agent_id: str, deadline: float, wait_s: float,
+                       first_tx: Callable[[AsyncConnection], Awaitable[Any]] | None) -> Lease:
         token = secrets.token_hex(16)
         delay = POLL_MIN_S
         waited = False
         while True:
-            backend = await self._try(org_id, agent_id, token)
+            backend, opened, opening = await self._try(org_id, agent_id, token, first_tx)
             if backend is not None:
                 if waited:
                     self.waits += 1
-                return Lease(agent_id, token, backend, waited=waited)
+                return Lease(agent_id, token, backend, waited=waited, opened=opened, opening=opening)
             if time.monotonic() + delay > deadline:
                 raise Conflict(f"Agent {agent_id} is busy with another turn; waited {wait_s:g} s for it to finish. "
                                "Retry later.")
@@ -98,13 +108,15 @@ class TurnLeases:
             await asyncio.sleep(delay)
             delay = min(POLL_MAX_S, delay * 2)
 
-    async def _try(self, org_id: str, agent_id: str, token: str) -> str | None:
-        """One attempt; returns the backend that granted the lease, or None when the agent is held."""
+    async def _try(self, org_id: str, agent_id: str, token: str,
+                   first_tx: Callable[[AsyncConnection], Awaitable[Any]] | None) -> tuple[str | None, bool, Any]:
+        """One attempt: (the backend that granted the lease or None when the agent is held, whether first_tx
+        ran, what it returned)."""
         if self.redis is not None:
             try:
                 granted = await self.redis.try_acquire(agent_id, token, self.ttl_s)
                 self._redis_down_since = None
-                return "redis" if granted else None
+                return ("redis" if granted else None), False, None
             except RedisUnavailable as e:
                 if self.postgres is None:
                     raise Unavailable("Redis is unavailable and no other lease store is configured") from e
@@ -120,9 +132,10 @@ class TurnLeases:
                         retry_after_s=max(1, int(remaining + 0.999)),
                     ) from e
         if self.postgres is not None:
-            return "postgres" if await self.postgres.try_acquire(org_id, agent_id, self.holder, token,
-                                                                 self.ttl_s) else None
-        return "local"
+            granted, opening = await self.postgres.try_acquire(org_id, agent_id, self.holder, token, self.ttl_s,
+                                                               then=first_tx)
+            return ("postgres" if granted else None), granted and first_tx is not None, opening
+        return "local", False, None
 
     async def _renew_loop(self, org_id: str, lease: Lease,
                           on_renew: Callable[[], Awaitable[None]] | None) -> None:

@@ -12,13 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recalld.agent.loop import TurnState
 from recalld.agent.memory_tools import Memory
 from recalld.errors import Conflict, NotFound
-from recalld.services.memory import archival_count
 from recalld.store import agents as agents_store
 from recalld.store import blocks as blocks_store
 from recalld.store import messages as messages_store
 from recalld.store import runs as runs_store
 from recalld.store import tools as tools_store
-from recalld.store.schema import agent_blocks, agent_leases, agents, blocks, messages
+from recalld.store.schema import agent_blocks, agent_leases, blocks, messages
 from recalld.store.types import utcnow
 
 
@@ -42,7 +41,6 @@ async def load_state(conn: AsyncConnection, org_id: str, agent_id: str, default_
         memory=Memory(blocks={b["label"]: dict(b) for b in block_rows}, default_limit=default_limit),
         # Sequence numbers are contiguous, so the messages before the window are context_start_seq - 1.
         recall_count=max(0, agent["context_start_seq"] - 1),
-        archival_count=await archival_count(conn, org_id, agent_id),
     )
 
 
@@ -90,9 +88,8 @@ async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommi
         values["context_start_seq"] = new_last + 1
         values["summary_message_id"] = None
     result = await conn.execute(
-        agents.update()
-        .where(agents.c.organization_id == org_id, agents.c.id == agent_id, agents.c.last_seq == expected)
-        .values(**values)
+        agents_store.UPDATE_IF_LAST_SEQ,
+        {**values, "where_org_id": org_id, "where_agent_id": agent_id, "where_last_seq": expected},
     )
     if result.rowcount != 1:
         raise FenceViolation(

@@ -5,6 +5,7 @@ thinks, and commits in one short transaction behind the fence."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld import ids
 from recalld.agent import compaction
@@ -31,11 +33,14 @@ from recalld.llm import tokens
 from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
 from recalld.obs import metrics
+from recalld.obs.context import bind_run, turn_scope
 from recalld.services.caller import Caller
+from recalld.services.memory import archival_count
 from recalld.services.models import ModelResolver
 from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, count_committed, load_state
 from recalld.services.turn_tools import TurnToolServices
 from recalld.settings import Settings
+from recalld.store import agents as agents_store
 from recalld.store import runs as runs_store
 from recalld.store.router import StoreRouter
 from recalld.store.types import utcnow
@@ -114,7 +119,6 @@ class TurnService:
         self.leases = leases
         self.passages = passages
         self._cancel: dict[str, asyncio.Event] = {}
-        self._active: dict[str, set[str]] = {}  # agent id → run ids running here
         self.background: set[asyncio.Task] = set()
 
     # --- entry points ---------------------------------------------------------------------------------
@@ -131,15 +135,21 @@ class TurnService:
         """Run a turn to its end and return the LettaResponse (or the recorded one for a repeated send)."""
         if req.idempotency_key or req.input_otid:
             await self._await_running_duplicate(caller, agent_id, req)
-        async with self._hold(caller.org_id, agent_id) as (lease, beat):
-            return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started, lease=lease,
-                                    beat=beat)
+        with turn_scope(agent_id):
+            opening = functools.partial(self._open, caller=caller, agent_id=agent_id, req=req, run=None)
+            async with self._hold(caller.org_id, agent_id, opening) as (lease, beat):
+                return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started, lease=lease,
+                                        beat=beat)
 
     @asynccontextmanager
-    async def _hold(self, org_id: str, agent_id: str) -> AsyncIterator[tuple[Lease, RunHeartbeat]]:
-        """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive."""
+    async def _hold(
+        self, org_id: str, agent_id: str, opening: Callable[[AsyncConnection], Awaitable[Any]] | None = None
+    ) -> AsyncIterator[tuple[Lease, RunHeartbeat]]:
+        """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive. The turn's
+        opening transaction rides along with a PostgreSQL lease's own (see TurnLeases.hold)."""
         beat = RunHeartbeat(self.router, org_id)
-        async with self.leases.hold(org_id, agent_id, self.settings.lease_wait_s, on_renew=beat) as lease:
+        async with self.leases.hold(org_id, agent_id, self.settings.lease_wait_s, on_renew=beat,
+                                    first_tx=opening) as lease:
             yield lease, beat
 
     async def _await_running_duplicate(self, caller: Caller, agent_id: str, req: SendRequest) -> None:
@@ -181,8 +191,12 @@ class TurnService:
 
     async def _run_in_background(self, caller: Caller, agent_id: str, req: SendRequest, run: dict) -> None:
         try:
-            async with self._hold(caller.org_id, agent_id) as (lease, beat):
-                await self._turn(caller, agent_id, req, run=run, emit=None, started=None, lease=lease, beat=beat)
+            # The span is the child of the request that started the run (asyncio copied its context).
+            with turn_scope(agent_id, run["id"]):
+                opening = functools.partial(self._open, caller=caller, agent_id=agent_id, req=req, run=run)
+                async with self._hold(caller.org_id, agent_id, opening) as (lease, beat):
+                    await self._turn(caller, agent_id, req, run=run, emit=None, started=None, lease=lease,
+                                     beat=beat)
         except FenceViolation:
             pass  # the turn started and _turn recorded why it failed
         except (Conflict, Unavailable) as e:
@@ -212,6 +226,8 @@ class TurnService:
         async with self._hold(caller.org_id, agent_id):
             async with self.router.read(caller.org_id) as conn:
                 state = await load_state(conn, caller.org_id, agent_id, self.settings.core_memory_block_char_limit)
+            state.count_archival = self._archival_counter(caller.org_id, agent_id)
+            await state.refresh_archival_count()
             agent = state.agent
             rows: list[dict] = []
             if add_default_initial_messages and state.agent_type in ("memgpt_agent", "memgpt_v2_agent"):
@@ -227,16 +243,58 @@ class TurnService:
             async with self.router.write(caller.org_id) as conn:
                 await commit_step(conn, state, commit, run_id="")
 
-    def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
-        active = self._active.get(agent_id, set())
-        targets = [r for r in (run_ids or list(active)) if r in active]
-        if not targets:
-            raise Conflict(f"No active runs to cancel for agent {agent_id}")
+    async def cancel(self, caller: Caller, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
+        """Cancel the agent's active runs (all, or those named). The request is recorded on the runs, so the
+        instance running a turn sees it at its next step boundary or lease renewal; here it acts at once."""
+        async with self.router.write(caller.org_id) as conn:
+            if not await _agent_exists(conn, caller.org_id, agent_id):
+                raise NotFound(f"Agent with ID {agent_id} not found")
+            active = [r["id"] for r in await runs_store.active_for_agent(conn, caller.org_id, agent_id)]
+            targets = [r for r in active if run_ids is None or r in run_ids]
+            if not targets:
+                raise Conflict(f"No active runs to cancel for agent {agent_id}")
+            await runs_store.request_cancel(conn, caller.org_id, targets, utcnow())
         for run_id in targets:
-            self._cancel[run_id].set()
+            event = self._cancel.get(run_id)
+            if event is not None:
+                event.set()
         return {run_id: "cancelled" for run_id in targets}
 
+    def _archival_counter(self, org_id: str, agent_id: str) -> Callable[[], Awaitable[int]]:
+        async def count() -> int:
+            async with self.router.read(org_id) as conn:
+                return await archival_count(conn, org_id, agent_id)
+
+        return count
+
     # --- the turn -------------------------------------------------------------------------------------
+
+    async def _open(
+        self, conn: AsyncConnection, caller: Caller, agent_id: str, req: SendRequest, run: dict | None
+    ) -> tuple[TurnState, dict | None, dict | None, int]:
+        """The turn's one opening transaction (before any model call): read the agent and record the run.
+        Returns (state, run, the completed run to replay for a repeated send or None, messages the run
+        already stored)."""
+        org_id = caller.org_id
+        replay = None
+        state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit)
+        existing = await runs_store.find_idempotent(conn, org_id, agent_id, key=req.idempotency_key,
+                                                    otid=req.input_otid)
+        committed = await count_committed(conn, org_id, existing["id"]) if existing else 0
+        if run is None and existing is not None and existing["status"] == "completed" and existing["result"]:
+            replay = existing
+        elif existing is not None and (run is None or existing["id"] == run["id"]):
+            run = existing  # a retried send continues its run, storing the input only once
+        if replay is None and run is None:
+            run = self._new_run(caller, agent_id, req, status="running", run_type="send_message")
+            await runs_store.insert(conn, run)
+        elif replay is None:
+            await runs_store.update(
+                conn, org_id, run["id"], {"status": "running", "lease_holder": INSTANCE_ID, "updated_at": utcnow()}
+            )
+            if await runs_store.cancel_requested(conn, org_id, run["id"]):
+                run = {**run, "cancel_requested_at": utcnow()}
+        return state, run, replay, committed
 
     async def _turn(
         self,
@@ -251,27 +309,12 @@ class TurnService:
         beat: RunHeartbeat,
     ) -> dict:
         org_id = caller.org_id
-        replay = None
-        # One transaction reads the agent and records the run (before any model call).
         try:
-            async with self.router.write(org_id) as conn:
-                state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit)
-                existing = await runs_store.find_idempotent(
-                    conn, org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
-                )
-                committed = await count_committed(conn, org_id, existing["id"]) if existing else 0
-                if run is None and existing is not None and existing["status"] == "completed" and existing["result"]:
-                    replay = existing
-                elif existing is not None and (run is None or existing["id"] == run["id"]):
-                    run = existing  # a retried send continues its run, storing the input only once
-                if replay is None and run is None:
-                    run = self._new_run(caller, agent_id, req, status="running", run_type="send_message")
-                    await runs_store.insert(conn, run)
-                elif replay is None:
-                    await runs_store.update(
-                        conn, org_id, run["id"],
-                        {"status": "running", "lease_holder": INSTANCE_ID, "updated_at": utcnow()},
-                    )
+            if lease.opened:  # it ran in the lease's transaction
+                state, run, replay, committed = lease.opening
+            else:
+                async with self.router.write(org_id) as conn:
+                    state, run, replay, committed = await self._open(conn, caller, agent_id, req, run)
         except BaseException as e:
             _fail_start(started, e)
             raise
@@ -279,9 +322,11 @@ class TurnService:
             _signal_start(started, replay)
             return await self._replay(replay, req, emit)
         _signal_start(started, run)
+        state.count_archival = self._archival_counter(org_id, agent_id)
         beat.run_id = run["id"]
+        bind_run(run["id"])
         pending = [] if committed else self._input_rows(state, req, run["id"])
-        return await self._steps(caller, state, req, run, pending, emit, lease)
+        return await self._steps(caller, state, req, run, pending, emit, lease, beat)
 
     async def _steps(
         self,
@@ -292,10 +337,9 @@ class TurnService:
         pending: list[dict],
         emit: Emit | None,
         lease: Lease,
+        beat: RunHeartbeat,
     ) -> dict:
         org_id, run_id = caller.org_id, run["id"]
-        cancel = self._cancel.setdefault(run_id, asyncio.Event())
-        self._active.setdefault(state.agent["id"], set()).add(run_id)
         llm = self.clients.for_config(state.agent["llm_config"])
         runner = ToolRunner(
             state.tools,
@@ -307,10 +351,15 @@ class TurnService:
         usage = Usage()
         produced: list[dict] = []
         step_count = 0
+        committed_steps = 0
         context_tokens = 0
         started_ns = time.monotonic_ns()
         ttft_ns: int | None = None
         stop: str | None = None
+        # Registered right before the try whose finally removes it: nothing above may leave it behind.
+        cancel = beat.cancel = self._cancel.setdefault(run_id, asyncio.Event())
+        if run.get("cancel_requested_at"):
+            cancel.set()  # cancelled while it waited for its turn
         try:
             for index in range(req.max_steps):
                 if cancel.is_set():
@@ -347,6 +396,7 @@ class TurnService:
                     self._response(state, produced, stop, usage, step_count, context_tokens, req) if stop else None
                 )
                 await self._commit(state, result, run, stop, response, usage, step_count, started_ns, ttft_ns, lease)
+                committed_steps += 1
                 pending = []
                 if emit is not None:
                     await self._emit_step(emit, state, result, req)
@@ -364,17 +414,14 @@ class TurnService:
             raise
         except FenceViolation as e:
             await self._fail(org_id, state, run_id, "error", e.detail, usage, step_count)
+            if committed_steps:  # a blind retry would repeat the committed steps; one with the otid continues
+                e.headers = {**(e.headers or {}), "x-should-retry": "false"}
             raise
         except (asyncio.CancelledError, Exception) as e:
             await asyncio.shield(self._fail(org_id, state, run_id, "error", f"{type(e).__name__}", usage, step_count))
             raise
         finally:
             self._cancel.pop(run_id, None)
-            active = self._active.get(state.agent["id"])
-            if active is not None:
-                active.discard(run_id)
-                if not active:
-                    self._active.pop(state.agent["id"], None)
 
     async def _commit(
         self,
@@ -435,6 +482,10 @@ class TurnService:
             commit.release_lease = lease
         async with self.router.write(org_id) as conn:
             await commit_step(conn, state, commit, run["id"])
+            # Between steps: a cancel recorded by another instance stops the turn before its next model call.
+            cancel_requested = stop is None and await runs_store.cancel_requested(conn, org_id, run["id"])
+        if cancel_requested and (event := self._cancel.get(run["id"])) is not None:
+            event.set()
         if result is not None:
             state.history.extend(r for r in result.messages)
             if result.system_text:
@@ -449,10 +500,11 @@ class TurnService:
             await self._finish_run(
                 org_id, run_id, "failed", stop, {"error": error}, usage=usage_dict(usage, step_count, 0)
             )
+            # Behind the fence too: a stale turn must not overwrite the stop reason of the turn that replaced it.
+            params = {"last_stop_reason": stop, "where_org_id": org_id, "where_agent_id": state.agent["id"],
+                      "where_last_seq": state.agent["last_seq"]}
             async with self.router.write(org_id) as conn:
-                from recalld.store import agents as agents_store
-
-                await agents_store.update(conn, org_id, state.agent["id"], {"last_stop_reason": stop})
+                await conn.execute(agents_store.UPDATE_IF_LAST_SEQ, params)
         except Exception:  # noqa: BLE001 - recording the failure must not hide the failure itself
             log.exception("could not record the failure of run %s", run_id)
 
@@ -496,6 +548,7 @@ class TurnService:
         state.recall_count = max(0, start_seq - 1)
         state_summary_before = state.summary
         state.summary = row
+        await state.refresh_archival_count()
         system_text = state.recompiled_system(utcnow())
         commit = StepCommit(
             rows=[row], system_text=system_text, context_start_seq=start_seq, summary_message_id=row["id"]
@@ -617,16 +670,17 @@ class RunHeartbeat:
         self.router = router
         self.org_id = org_id
         self.run_id: str | None = None
+        self.cancel: asyncio.Event | None = None  # set when another instance recorded a cancel request
 
     async def __call__(self) -> None:
         if self.run_id is not None:
             async with self.router.write(self.org_id) as conn:
-                await runs_store.update(conn, self.org_id, self.run_id, {"updated_at": utcnow()})
+                cancel_requested = await runs_store.touch(conn, self.org_id, self.run_id, utcnow())
+            if cancel_requested and self.cancel is not None:
+                self.cancel.set()
 
 
 async def _agent_exists(conn, org_id: str, agent_id: str) -> bool:  # noqa: ANN001
-    from recalld.store import agents as agents_store
-
     return await agents_store.exists(conn, org_id, agent_id)
 
 

@@ -8,12 +8,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recalld.store.paging import page
 from recalld.store.schema import agent_tags, agents
 
+# Statements of every turn are built once, with bind parameters: building and cache-keying an expression
+# costs more than running it.
+_BY_ID = sa.select(agents).where(agents.c.organization_id == sa.bindparam("org_id"),
+                                 agents.c.id == sa.bindparam("agent_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
+# SET takes the columns named by the parameters; the WHERE parameters have names no column has.
+_UPDATE = agents.update().where(agents.c.organization_id == sa.bindparam("where_org_id"),
+                                agents.c.id == sa.bindparam("where_agent_id"))
+UPDATE_IF_LAST_SEQ = _UPDATE.where(agents.c.last_seq == sa.bindparam("where_last_seq"))
+
 
 async def get(conn: AsyncConnection, org_id: str, agent_id: str, *, for_update: bool = False) -> dict | None:
-    query = sa.select(agents).where(agents.c.organization_id == org_id, agents.c.id == agent_id)
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await conn.execute(query)).mappings().first()
+    query = _BY_ID_FOR_UPDATE if for_update and conn.dialect.name == "postgresql" else _BY_ID
+    row = (await conn.execute(query, {"org_id": org_id, "agent_id": agent_id})).mappings().first()
     return dict(row) if row else None
 
 
@@ -27,9 +35,8 @@ async def insert(conn: AsyncConnection, row: dict) -> None:
 
 
 async def update(conn: AsyncConnection, org_id: str, agent_id: str, values: dict) -> None:
-    await conn.execute(
-        agents.update().where(agents.c.organization_id == org_id, agents.c.id == agent_id).values(**values)
-    )
+    if values:
+        await conn.execute(_UPDATE, {**values, "where_org_id": org_id, "where_agent_id": agent_id})
 
 
 async def delete(conn: AsyncConnection, org_id: str, agent_id: str) -> bool:

@@ -73,22 +73,22 @@ def attached_count(org_id: str):
     )
 
 
+_OF_AGENT = (
+    sa.select(blocks)
+    .join(
+        agent_blocks,
+        sa.and_(agent_blocks.c.organization_id == blocks.c.organization_id, agent_blocks.c.block_id == blocks.c.id),
+    )
+    .where(
+        agent_blocks.c.organization_id == sa.bindparam("org_id"), agent_blocks.c.agent_id == sa.bindparam("agent_id")
+    )
+    .order_by(blocks.c.created_at, blocks.c.id)
+)
+
+
 async def for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[dict]:
     """The agent's blocks in (created_at, id) order."""
-    rows = (
-        await conn.execute(
-            sa.select(blocks)
-            .join(
-                agent_blocks,
-                sa.and_(
-                    agent_blocks.c.organization_id == blocks.c.organization_id,
-                    agent_blocks.c.block_id == blocks.c.id,
-                ),
-            )
-            .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
-            .order_by(blocks.c.created_at, blocks.c.id)
-        )
-    ).mappings()
+    rows = (await conn.execute(_OF_AGENT, {"org_id": org_id, "agent_id": agent_id})).mappings()
     return [dict(r) for r in rows]
 
 

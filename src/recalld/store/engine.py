@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -29,17 +32,42 @@ def make_pg_engine(uri: str, settings: Settings) -> AsyncEngine:
             **JSON_CODEC,
             connect_args={"statement_cache_size": 0, "prepared_statement_cache_size": 0},
         )
-    return create_async_engine(
+    ping_every_checkout = settings.pg_pool_pre_ping and settings.pg_pool_ping_idle_s == 0
+    engine = create_async_engine(
         url,
         pool_size=settings.pg_pool_size,
         max_overflow=settings.pg_max_overflow,
         pool_timeout=settings.pg_pool_timeout,
         pool_recycle=settings.pg_pool_recycle,
-        pool_pre_ping=settings.pg_pool_pre_ping,
+        pool_pre_ping=ping_every_checkout,
         pool_use_lifo=True,
         **JSON_CODEC,
         connect_args={"timeout": settings.pg_pool_timeout},
     )
+    if settings.pg_pool_pre_ping and not ping_every_checkout:
+        _ping_when_idle(engine, settings.pg_pool_ping_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Pre-ping a pooled connection only when it has sat idle for idle_s or more: a connection the server,
+    a proxy or a firewall dropped while idle is replaced before use (the pool reconnects when a checkout
+    listener raises DisconnectionError), without a ping in front of every busy transaction."""
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:  # noqa: ANN001
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:  # noqa: ANN001
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_s:
+            return  # new, or used moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as e:  # noqa: BLE001 - any failure means: not usable, reconnect
+            raise sa_exc.DisconnectionError(f"idle connection failed its ping: {e}") from e
 
 
 def make_sqlite_engine(settings: Settings) -> AsyncEngine:

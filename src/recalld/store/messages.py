@@ -77,24 +77,35 @@ async def get(conn: AsyncConnection, org_id: str, message_id: str) -> dict | Non
     return dict(row) if row else None
 
 
+# The system message, the summary and the kept run of history (a NULL id matches nothing).
+_CONTEXT = (
+    sa.select(messages)
+    .where(
+        messages.c.organization_id == sa.bindparam("org_id"),
+        messages.c.agent_id == sa.bindparam("agent_id"),
+        sa.or_(
+            messages.c.id == sa.bindparam("system_id"),
+            messages.c.id == sa.bindparam("summary_id"),
+            sa.and_(messages.c.seq >= sa.bindparam("first_seq"), messages.c.seq <= sa.bindparam("last_seq")),
+        ),
+    )
+    .order_by(messages.c.seq)
+)
+
+
 async def context_rows(conn: AsyncConnection, org_id: str, agent: dict) -> tuple[dict | None, dict | None, list[dict]]:
     """The system message, the summary (if any) and the kept run of history, in one query."""
-    special = [i for i in (agent.get("system_message_id"), agent.get("summary_message_id")) if i]
-    query = (
-        sa.select(messages)
-        .where(
-            messages.c.organization_id == org_id,
-            messages.c.agent_id == agent["id"],
-            sa.or_(
-                messages.c.id.in_(special),
-                sa.and_(messages.c.seq >= agent["context_start_seq"], messages.c.seq <= agent["last_seq"]),
-            ),
-        )
-        .order_by(messages.c.seq)
-    )
+    params = {
+        "org_id": org_id,
+        "agent_id": agent["id"],
+        "system_id": agent.get("system_message_id"),
+        "summary_id": agent.get("summary_message_id"),
+        "first_seq": agent["context_start_seq"],
+        "last_seq": agent["last_seq"],
+    }
     system = summary = None
     history = []
-    for row in (await conn.execute(query)).mappings():
+    for row in (await conn.execute(_CONTEXT, params)).mappings():
         row = dict(row)
         if row["id"] == agent.get("system_message_id"):
             system = row

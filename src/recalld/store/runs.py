@@ -33,12 +33,46 @@ async def find_idempotent(
     return dict(row) if row else None
 
 
+# Built once: SET takes the columns named by the parameters; the WHERE parameters have names no column has.
+_UPDATE = runs.update().where(runs.c.organization_id == sa.bindparam("where_org_id"),
+                              runs.c.id == sa.bindparam("where_run_id"))
+
+
 async def insert(conn: AsyncConnection, row: dict) -> None:
-    await conn.execute(runs.insert().values(**row))
+    await conn.execute(runs.insert(), row)
 
 
 async def update(conn: AsyncConnection, org_id: str, run_id: str, values: dict) -> None:
-    await conn.execute(runs.update().where(runs.c.organization_id == org_id, runs.c.id == run_id).values(**values))
+    if values:
+        await conn.execute(_UPDATE, {**values, "where_org_id": org_id, "where_run_id": run_id})
+
+
+async def request_cancel(conn: AsyncConnection, org_id: str, run_ids: list[str], now) -> None:  # noqa: ANN001
+    await conn.execute(
+        runs.update()
+        .where(runs.c.organization_id == org_id, runs.c.id.in_(run_ids), runs.c.status.in_(ACTIVE))
+        .values(cancel_requested_at=now)
+    )
+
+
+_CANCEL_REQUESTED = sa.select(runs.c.cancel_requested_at).where(
+    runs.c.organization_id == sa.bindparam("org_id"), runs.c.id == sa.bindparam("run_id")
+)
+_TOUCH = (
+    runs.update()
+    .where(runs.c.organization_id == sa.bindparam("where_org_id"), runs.c.id == sa.bindparam("where_run_id"))
+    .returning(runs.c.cancel_requested_at)
+)
+
+
+async def cancel_requested(conn: AsyncConnection, org_id: str, run_id: str) -> bool:
+    return (await conn.execute(_CANCEL_REQUESTED, {"org_id": org_id, "run_id": run_id})).scalar() is not None
+
+
+async def touch(conn: AsyncConnection, org_id: str, run_id: str, now) -> bool:  # noqa: ANN001
+    """Mark the run alive (for the reaper); returns whether a cancel was requested meanwhile."""
+    result = await conn.execute(_TOUCH, {"updated_at": now, "where_org_id": org_id, "where_run_id": run_id})
+    return result.scalar() is not None
 
 
 async def active_for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[dict]:
@@ -56,7 +90,7 @@ async def list_page(
 
 
 async def insert_step(conn: AsyncConnection, row: dict) -> None:
-    await conn.execute(steps.insert().values(**row))
+    await conn.execute(steps.insert(), row)
 
 
 async def get_step(conn: AsyncConnection, org_id: str, step_id: str) -> dict | None:

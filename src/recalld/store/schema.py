@@ -265,6 +265,8 @@ runs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("completed_at", UTCDateTime(), nullable=True),
+    # Set by a cancel request on any instance; the instance running the turn stops at its next step.
+    Column("cancel_requested_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("organization_id", "id"),
     UniqueConstraint("organization_id", "agent_id", "idempotency_key"),
     UniqueConstraint("organization_id", "agent_id", "input_otid"),

@@ -72,14 +72,15 @@ def _joined():
     )
 
 
+_OF_AGENT = (
+    _joined()
+    .where(agent_tools.c.organization_id == sa.bindparam("org_id"), agent_tools.c.agent_id == sa.bindparam("agent_id"))
+    .order_by(tools.c.created_at, tools.c.id)
+)
+
+
 async def for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[dict]:
-    rows = (
-        await conn.execute(
-            _joined()
-            .where(agent_tools.c.organization_id == org_id, agent_tools.c.agent_id == agent_id)
-            .order_by(tools.c.created_at, tools.c.id)
-        )
-    ).mappings()
+    rows = (await conn.execute(_OF_AGENT, {"org_id": org_id, "agent_id": agent_id})).mappings()
     return [dict(r) for r in rows]
 
 
