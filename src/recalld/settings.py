@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10, validation_alias=_env("LLM_MAX_RETRIES"))
     # Steps of one request when the request does not say (contract 4.1).
     default_max_steps: int = Field(default=50, ge=1, validation_alias=_env("DEFAULT_MAX_STEPS"))
+    # In-context message rows kept in memory between turns (all agents together; 0: none), so a turn reads
+    # only the messages committed since the last one (store/history_cache.py).
+    history_cache_rows: int = Field(default=10_000, ge=0, validation_alias=_env("HISTORY_CACHE_ROWS"))
 
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

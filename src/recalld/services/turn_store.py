@@ -17,6 +17,7 @@ from recalld.store import blocks as blocks_store
 from recalld.store import messages as messages_store
 from recalld.store import runs as runs_store
 from recalld.store import tools as tools_store
+from recalld.store.history_cache import HistoryCache
 from recalld.store.schema import agent_blocks, agent_leases, blocks, messages
 from recalld.store.types import utcnow
 
@@ -25,18 +26,20 @@ class FenceViolation(Conflict):
     """Another writer committed to this agent since the turn read it; the step is refused, not merged."""
 
 
-async def load_state(conn: AsyncConnection, org_id: str, agent_id: str, default_limit: int) -> TurnState:
+async def load_state(
+    conn: AsyncConnection, org_id: str, agent_id: str, default_limit: int, history: HistoryCache | None = None
+) -> TurnState:
     agent = await agents_store.get(conn, org_id, agent_id)
     if agent is None:
         raise NotFound(f"Agent with ID {agent_id} not found")
     block_rows = await blocks_store.for_agent(conn, org_id, agent_id)
     tool_rows = await tools_store.for_agent(conn, org_id, agent_id)
-    system, summary, history = await messages_store.context_rows(conn, org_id, agent)
+    system, summary, rows = await messages_store.context_rows(conn, org_id, agent, history)
     return TurnState(
         agent=agent,
         system_text=_text(system),
         summary=summary,
-        history=history,
+        history=rows,
         tools={t["name"]: t for t in tool_rows},
         memory=Memory(blocks={b["label"]: dict(b) for b in block_rows}, default_limit=default_limit),
         # Sequence numbers are contiguous, so the messages before the window are context_start_seq - 1.

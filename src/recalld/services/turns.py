@@ -42,6 +42,7 @@ from recalld.services.turn_tools import TurnToolServices
 from recalld.settings import Settings
 from recalld.store import agents as agents_store
 from recalld.store import runs as runs_store
+from recalld.store.history_cache import HistoryCache
 from recalld.store.router import StoreRouter
 from recalld.store.types import utcnow
 
@@ -119,6 +120,7 @@ class TurnService:
         self.leases = leases
         self.passages = passages
         self._cancel: dict[str, asyncio.Event] = {}
+        self.history = HistoryCache(settings.history_cache_rows)
         self.background: set[asyncio.Task] = set()
 
     # --- entry points ---------------------------------------------------------------------------------
@@ -225,7 +227,9 @@ class TurnService:
         """Empty the context window (history stays), recompile the system message; a turn of its own."""
         async with self._hold(caller.org_id, agent_id):
             async with self.router.read(caller.org_id) as conn:
-                state = await load_state(conn, caller.org_id, agent_id, self.settings.core_memory_block_char_limit)
+                state = await load_state(
+                    conn, caller.org_id, agent_id, self.settings.core_memory_block_char_limit, self.history
+                )
             state.count_archival = self._archival_counter(caller.org_id, agent_id)
             await state.refresh_archival_count()
             agent = state.agent
@@ -277,7 +281,7 @@ class TurnService:
         already stored)."""
         org_id = caller.org_id
         replay = None
-        state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit)
+        state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit, self.history)
         existing = await runs_store.find_idempotent(conn, org_id, agent_id, key=req.idempotency_key,
                                                     otid=req.input_otid)
         committed = await count_committed(conn, org_id, existing["id"]) if existing else 0

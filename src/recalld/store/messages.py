@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.history_cache import HistoryCache
 from recalld.store.schema import messages
 
 
@@ -93,26 +94,31 @@ _CONTEXT = (
 )
 
 
-async def context_rows(conn: AsyncConnection, org_id: str, agent: dict) -> tuple[dict | None, dict | None, list[dict]]:
-    """The system message, the summary (if any) and the kept run of history, in one query."""
+async def context_rows(
+    conn: AsyncConnection, org_id: str, agent: dict, cache: HistoryCache | None = None
+) -> tuple[dict | None, dict | None, list[dict]]:
+    """The system message, the summary (if any) and the kept run of history, in one query; with a cache, only
+    the rows past the cached ones are read (and the system and summary messages, always)."""
+    first, last = agent["context_start_seq"], agent["last_seq"]
+    cached = cache.rows(org_id, agent["id"], first, last) if cache is not None else []
     params = {
         "org_id": org_id,
         "agent_id": agent["id"],
         "system_id": agent.get("system_message_id"),
         "summary_id": agent.get("summary_message_id"),
-        "first_seq": agent["context_start_seq"],
-        "last_seq": agent["last_seq"],
+        "first_seq": first + len(cached),
+        "last_seq": last,
     }
-    system = summary = None
-    history = []
-    for row in (await conn.execute(_CONTEXT, params)).mappings():
-        row = dict(row)
-        if row["id"] == agent.get("system_message_id"):
-            system = row
-        elif row["id"] == agent.get("summary_message_id"):
-            summary = row
-        else:
-            history.append(row)
+    fetched = [dict(row) for row in (await conn.execute(_CONTEXT, params)).mappings()]
+    fresh = {row["id"]: row for row in fetched}  # the system message is rewritten in place: never from the cache
+    window = [fresh.get(row["id"], row) for row in cached]
+    window.extend(row for row in fetched if params["first_seq"] <= row["seq"] <= last)
+    if cache is not None:
+        cache.store(org_id, agent["id"], first, window)
+    system = fresh.get(agent.get("system_message_id")) if agent.get("system_message_id") else None
+    summary = fresh.get(agent.get("summary_message_id")) if agent.get("summary_message_id") else None
+    special = {agent.get("system_message_id"), agent.get("summary_message_id")}
+    history = [row for row in window if row["id"] not in special]
     return system, summary, history
 
 
