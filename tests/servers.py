@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,15 @@ class RecalldServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def serving(env: dict[str, str], log_dir: Path) -> Iterator[RecalldServer]:
+    """A started server for a fixture to `yield from`; stopped when the fixture ends."""
+    server = RecalldServer(env=env).start(log_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def server_env(

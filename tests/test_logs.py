@@ -17,7 +17,7 @@ from letta_client import Letta
 from recalld import __version__
 from recalld.obs.context import agent_id_from_path
 from recalld.obs.logs import AGENT_ID, REQUEST_ID, RUN_ID, JsonFormatter, logging_config, redact
-from tests.servers import RecalldServer, server_env
+from tests.servers import RecalldServer, server_env, serving
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -27,11 +27,7 @@ def logged_server(tmp_path_factory, fake_openai):
     tmp_dir = tmp_path_factory.mktemp("recalld-logs")
     # No RECALLD_LOG_FORMAT: JSON is what `recalld serve` writes by default.
     env = server_env(tmp_dir, pg_uri=None, openai_base_url=fake_openai.base_url, RECALLD_LOG_LEVEL="info")
-    srv = RecalldServer(env=env).start(tmp_dir)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serving(env, tmp_dir)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from recalld.obs import tracing
 from recalld.settings import Settings
-from tests.servers import RecalldServer, server_env
+from tests.servers import server_env, serving
 
 MODEL = "openai/gpt-4o-mini"
 MESSAGES_ROUTE = "POST /v1/agents/{agent_id}/messages"
@@ -144,11 +144,7 @@ def traced_server(receiver, tmp_path_factory, fake_openai):
         OTEL_BSP_SCHEDULE_DELAY="100",  # milliseconds between batches: spans arrive promptly
         RECALLD_LLM_MAX_RETRIES="0",
     )
-    srv = RecalldServer(env=env).start(tmp_dir)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serving(env, tmp_dir)
 
 
 @pytest.fixture
