@@ -189,7 +189,9 @@ class Setup:
         """One `recalld bench` (create C agents, then send) at concurrency C; the send phase's figures."""
         command = [
             sys.executable, "-m", "recalld", "bench", "--url", self.url, "--server-pid", str(self.cluster.pid),
-            "--phases", "create,send", "--agents", str(concurrency), "--concurrency", str(concurrency),
+            # The database too: its CPU is measured, and it is ANALYZEd once the agents exist.
+            "--pg-uri", self.db_uri, "--phases", "create,send",
+            "--agents", str(concurrency), "--concurrency", str(concurrency),
             "--messages", str(max(1, self.args.turns // concurrency)), "--duration", str(self.args.duration),
             "--warmup", str(min(concurrency, 32)), "--out", str(out_dir), "--no-plots", "--quiet",
         ]  # fmt: skip

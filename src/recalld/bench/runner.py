@@ -116,6 +116,7 @@ class Bench:
             try:
                 if "create" not in args.phases:
                     await self._setup_agents(ctx)
+                    await self._analyze(progress)
                 for name in args.phases:
                     phase = PHASE_TYPES[name]()
                     levels = (
@@ -125,6 +126,7 @@ class Bench:
                         self.results.append(await self._run_phase(phase, ctx, concurrency, pool, progress))
                         if name == "create":
                             ctx.agent_ids = [ctx.created[i] for i in sorted(ctx.created)]
+                            await self._analyze(progress)
             finally:
                 if self.server is not None:
                     self.server.stop()
@@ -164,6 +166,26 @@ class Bench:
             },
             "notes": self.notes + ([self.database.note] if self.database and self.database.note else []),
         }
+
+    async def _analyze(self, progress: PlainProgress) -> None:
+        """Planner statistics for a database the bench just filled. A fresh database has none until autovacuum's
+        first round (up to a minute): every key starts with organization_id, and without statistics PostgreSQL
+        takes it for selective and plans scans of the whole organization — a first minute a long-lived
+        deployment never sees, and not what the bench measures."""
+        if self.database is None:
+            return
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.database.pg_uri.replace("postgresql+asyncpg://", "postgresql://"))
+            try:
+                await conn.execute("ANALYZE")
+            finally:
+                await conn.close()
+        except Exception as e:  # noqa: BLE001 - the run goes on; the report says statistics were not refreshed
+            self.notes.append(f"ANALYZE after creating agents failed: {type(e).__name__}: {e}")
+            return
+        progress.note("ANALYZE: planner statistics refreshed after creating agents")
 
     async def _setup_agents(self, ctx: BenchContext) -> None:
         """Agents for the other phases when `create` is not among them (untimed)."""
