@@ -216,6 +216,32 @@ async def test_fence_refuses_a_stale_writer(pg_router):
     assert [t[0]["text"] for t in texts[1:]] == ["first"]
 
 
+async def test_a_stale_turns_failure_leaves_the_newer_turns_stop_reason(pg_router):
+    from recalld.llm.types import Usage
+    from recalld.services.turns import TurnService
+
+    agent_id = await _agent(pg_router)
+    async with pg_router.read(ORG) as conn:
+        fresh = await load_state(conn, ORG, agent_id, 20_000)
+        stale = await load_state(conn, ORG, agent_id, 20_000)
+    row = {"organization_id": ORG, "id": ids.new_id("message"), "agent_id": agent_id, "seq": 0, "role": "user",
+           "content": [{"type": "text", "text": "newer"}], "created_at": utcnow()}
+    async with pg_router.write(ORG) as conn:
+        await commit_step(conn, fresh, StepCommit(rows=[row], agent_update={"last_stop_reason": "end_turn"}),
+                          run_id="")
+    turns = TurnService(pg_router, Settings(), None, None, None)
+
+    async def stop_reason() -> str:
+        async with pg_router.read(ORG) as conn:
+            return (await conn.execute(sa.text("SELECT last_stop_reason FROM agents WHERE id = :a"),
+                                       {"a": agent_id})).scalar_one()
+
+    await turns._fail(ORG, stale, ids.new_id("run"), "error", "fenced", Usage(), 0)
+    assert await stop_reason() == "end_turn"  # the stale turn's failure did not overwrite the newer turn's
+    await turns._fail(ORG, fresh, ids.new_id("run"), "llm_api_error", "provider down", Usage(), 0)
+    assert await stop_reason() == "llm_api_error"  # the current turn's failure is recorded
+
+
 async def test_reaper_fails_runs_whose_holder_went_quiet(pg_router):
     agent_id = await _agent(pg_router)
     settings = Settings(RECALLD_LEASE_TTL=1, RECALLD_LEASE_WAIT=1)
