@@ -17,30 +17,16 @@ from recalld.coord.pg_lease import PgLeaseStore
 from recalld.coord.redis_lease import RedisLeaseStore
 from recalld.errors import Conflict, Unavailable
 from recalld.services.caller import Caller
-from recalld.services.orgs import OrgService
 from recalld.services.reaper import RunReaper
 from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, load_state
 from recalld.settings import Settings
-from recalld.store.migrate import upgrade_to_head
 from recalld.store.router import StoreRouter
 from recalld.store.schema import runs
 from recalld.store.types import utcnow
-from tests.servers import create_pg_database, drop_pg_database
 
 REDIS_URL = os.environ.get("RECALLD_TEST_REDIS", "redis://127.0.0.1:6379/0")
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 ORG = ids.DEFAULT_ORG_ID
-
-
-@pytest.fixture(scope="module")
-async def pg_router():
-    uri = create_pg_database()
-    router = StoreRouter(Settings(RECALLD_PG_URI=uri, RECALLD_PG_POOL_SIZE=5))
-    await upgrade_to_head(router.primary)
-    await OrgService(router).bootstrap()
-    yield router
-    await router.dispose()
-    drop_pg_database(uri)
 
 
 def redis_store() -> RedisLeaseStore:
@@ -114,20 +100,27 @@ async def test_expired_lease_can_be_taken_over(pg_router):
     assert not await store.renew(ORG, agent, "token-a", 5)  # the paused holder learns it lost the lease
 
 
-async def test_the_first_transaction_rides_with_the_postgres_lease(pg_router):
-    """The turn's opening transaction runs inside the lease's; when it fails, the lease is not taken."""
+async def test_the_opening_follows_the_postgres_lease_without_a_transaction(pg_router):
+    """The turn's opening runs on the lease's connection right after it is granted, with no transaction
+    around it (no BEGIN/COMMIT round trips); when the opening fails or is cancelled, the lease is dropped."""
     agent = ids.new_id("agent")
     table = TurnLeases(ttl_s=5, redis=None, postgres=PgLeaseStore(pg_router), holder="a")
 
-    async def opening(conn) -> int:  # noqa: ANN001
-        return (await conn.execute(sa.text("SELECT txid_current()"))).scalar_one()
+    async def opening(conn) -> tuple:  # noqa: ANN001
+        held = (await conn.execute(sa.text("SELECT token FROM agent_leases WHERE agent_id = :a"),
+                                   {"a": agent})).scalar_one_or_none()
+        # NULL unless a transaction that wrote something is still open around this statement.
+        open_tx = (await conn.execute(sa.text("SELECT txid_current_if_assigned()"))).scalar_one()
+        return held, open_tx
 
     async with table.hold(ORG, agent, wait_s=1, first_tx=opening) as lease:
         assert lease.opened and lease.backend == "postgres"
+        assert lease.opening == (lease.token, None)  # the lease row is committed before the opening runs
+
+    async def lease_rows() -> int:
         async with pg_router.read(ORG) as conn:
-            holder_tx = (await conn.execute(
-                sa.text("SELECT xmin::text FROM agent_leases WHERE agent_id = :a"), {"a": agent})).scalar_one()
-        assert holder_tx == str(lease.opening % 2**32)  # the lease row was written by the opening's transaction
+            return (await conn.execute(sa.text("SELECT count(*) FROM agent_leases WHERE agent_id = :a"),
+                                       {"a": agent})).scalar_one()
 
     class Refused(Exception):
         pass
@@ -138,10 +131,25 @@ async def test_the_first_transaction_rides_with_the_postgres_lease(pg_router):
     with pytest.raises(Refused):
         async with table.hold(ORG, agent, wait_s=1, first_tx=failing):
             pass
-    async with pg_router.read(ORG) as conn:
-        rows = (await conn.execute(sa.text("SELECT count(*) FROM agent_leases WHERE agent_id = :a"),
-                                   {"a": agent})).scalar_one()
-    assert rows == 0  # rolled back with the opening: nobody holds the agent
+    assert await lease_rows() == 0  # dropped with the failed opening: nobody holds the agent
+
+    started = asyncio.Event()
+
+    async def stalling(conn) -> None:  # noqa: ANN001
+        started.set()
+        await asyncio.sleep(30)
+
+    async def turn() -> None:
+        async with table.hold(ORG, agent, wait_s=1, first_tx=stalling):
+            pass
+
+    task = asyncio.create_task(turn())
+    await started.wait()
+    assert await lease_rows() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await lease_rows() == 0  # a request cancelled while opening does not keep the agent held
 
 
 async def test_lease_is_renewed_while_the_turn_runs():
@@ -176,7 +184,7 @@ async def test_dead_redis_gives_503_for_one_ttl_then_the_postgres_lease_table(pg
     await dead.close()
 
 
-async def _agent(router: StoreRouter) -> str:
+async def _agent(router: StoreRouter, **fields) -> str:
     from recalld.services.agents import AgentService
 
     class Models:  # llm_config given in full: no provider is asked
@@ -191,7 +199,7 @@ async def _agent(router: StoreRouter) -> str:
     state = await service.create(
         Caller(ORG, ids.DEFAULT_USER_ID),
         {"llm_config": {"model": "m", "model_endpoint_type": "openai", "context_window": 8000},
-         "include_base_tools": False},
+         "include_base_tools": False, **fields},
     )
     return state["id"]
 

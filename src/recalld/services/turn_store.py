@@ -19,6 +19,7 @@ from recalld.store import runs as runs_store
 from recalld.store import tools as tools_store
 from recalld.store.history_cache import HistoryCache
 from recalld.store.schema import agent_blocks, agent_leases, blocks, messages
+from recalld.store.step_commit import commit_in_one_statement
 from recalld.store.types import utcnow
 
 
@@ -73,7 +74,8 @@ class StepCommit:
 
 
 async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommit, run_id: str) -> None:
-    """Write one step; fails with FenceViolation (changing nothing) if the agent moved on meanwhile."""
+    """Write one step; fails with FenceViolation (changing nothing) if the agent moved on meanwhile. The
+    connection is in a transaction (router.write) unless one_statement(commit) (router.statement will do)."""
     agent = state.agent
     org_id, agent_id = agent["organization_id"], agent["id"]
     expected = agent["last_seq"]
@@ -90,15 +92,44 @@ async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommi
     if commit.autoclear:
         values["context_start_seq"] = new_last + 1
         values["summary_message_id"] = None
-    result = await conn.execute(
-        agents_store.UPDATE_IF_LAST_SEQ,
-        {**values, "where_org_id": org_id, "where_agent_id": agent_id, "where_last_seq": expected},
-    )
-    if result.rowcount != 1:
+    lease = commit.release_lease
+    lease_token = lease.token if lease is not None and lease.backend == "postgres" else None
+    if one_statement(conn.dialect.name, commit):
+        written = await commit_in_one_statement(
+            conn, org_id=org_id, agent_id=agent_id, expected_seq=expected, agent_values=values,
+            message_rows=commit.rows, step_row=commit.step_row, run_id=run_id,
+            run_values={**commit.run_update, "updated_at": now} if commit.run_update else None,
+            lease_token=lease_token,
+        )
+    else:
+        written = await _commit_in_statements(conn, state, commit, run_id, values, lease_token, now)
+    if not written:
         raise FenceViolation(
             f"Agent {agent_id} changed while this turn was running (another writer committed first); "
             "the step was not stored."
         )
+    if lease_token is not None:
+        lease.released = True
+    agent.update(values)
+
+
+def one_statement(dialect: str, commit: StepCommit) -> bool:
+    """Whether commit_step writes this commit in one statement, which then needs no transaction around it
+    (router.statement). Memory edits and system message rewrites take the transaction path."""
+    return dialect == "postgresql" and commit.memory is None and commit.system_text is None
+
+
+async def _commit_in_statements(conn: AsyncConnection, state: TurnState, commit: StepCommit, run_id: str,
+                                values: dict, lease_token: str | None, now) -> bool:  # noqa: ANN001
+    """The commit as a sequence of statements, for a connection inside a transaction (router.write)."""
+    agent = state.agent
+    org_id, agent_id = agent["organization_id"], agent["id"]
+    result = await conn.execute(
+        agents_store.UPDATE_IF_LAST_SEQ,
+        {**values, "where_org_id": org_id, "where_agent_id": agent_id, "where_last_seq": agent["last_seq"]},
+    )
+    if result.rowcount != 1:
+        return False
     await messages_store.insert_many(conn, commit.rows)
     if commit.memory is not None:
         await _write_memory(conn, org_id, agent_id, commit.memory, now)
@@ -110,13 +141,11 @@ async def commit_step(conn: AsyncConnection, state: TurnState, commit: StepCommi
         await runs_store.insert_step(conn, commit.step_row)
     if commit.run_update:
         await runs_store.update(conn, org_id, run_id, {**commit.run_update, "updated_at": now})
-    lease = commit.release_lease
-    if lease is not None and lease.backend == "postgres":
+    if lease_token is not None:
         await conn.execute(agent_leases.delete().where(
             agent_leases.c.organization_id == org_id, agent_leases.c.agent_id == agent_id,
-            agent_leases.c.token == lease.token))
-        lease.released = True
-    agent.update(values)
+            agent_leases.c.token == lease_token))
+    return True
 
 
 async def _write_memory(conn: AsyncConnection, org_id: str, agent_id: str, memory: Memory, now) -> None:  # noqa: ANN001

@@ -37,7 +37,14 @@ from recalld.obs.context import bind_run, turn_scope
 from recalld.services.caller import Caller
 from recalld.services.memory import archival_count
 from recalld.services.models import ModelResolver
-from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, count_committed, load_state
+from recalld.services.turn_store import (
+    FenceViolation,
+    StepCommit,
+    commit_step,
+    count_committed,
+    load_state,
+    one_statement,
+)
 from recalld.services.turn_tools import TurnToolServices
 from recalld.settings import Settings
 from recalld.store import agents as agents_store
@@ -316,8 +323,8 @@ class TurnService:
         try:
             if lease.opened:  # it ran in the lease's transaction
                 state, run, replay, committed = lease.opening
-            else:
-                async with self.router.write(org_id) as conn:
+            else:  # reads and at most one write: no transaction needed around them
+                async with self.router.statement(org_id) as conn:
                     state, run, replay, committed = await self._open(conn, caller, agent_id, req, run)
         except BaseException as e:
             _fail_start(started, e)
@@ -484,7 +491,8 @@ class TurnService:
             }
             commit.autoclear = bool(state.agent.get("message_buffer_autoclear"))
             commit.release_lease = lease
-        async with self.router.write(org_id) as conn:
+        one = one_statement(self.router.dialect, commit)
+        async with (self.router.statement(org_id) if one else self.router.write(org_id)) as conn:
             await commit_step(conn, state, commit, run["id"])
             # Between steps: a cancel recorded by another instance stops the turn before its next model call.
             cancel_requested = stop is None and await runs_store.cancel_requested(conn, org_id, run["id"])
@@ -678,7 +686,7 @@ class RunHeartbeat:
 
     async def __call__(self) -> None:
         if self.run_id is not None:
-            async with self.router.write(self.org_id) as conn:
+            async with self.router.statement(self.org_id) as conn:
                 cancel_requested = await runs_store.touch(conn, self.org_id, self.run_id, utcnow())
             if cancel_requested and self.cancel is not None:
                 self.cancel.set()
