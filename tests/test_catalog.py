@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 import pytest_asyncio
 from letta_client.types import EmbeddingConfig, EmbeddingModel, LlmConfig, Model
@@ -18,6 +17,7 @@ from recalld.llm.catalog import (
     normalize_embedding_config,
     normalize_llm_config,
 )
+from recalld.llm.http import ProviderHTTP
 from recalld.settings import Settings
 from tests.fakes.llm_anthropic import ScriptedAnthropic
 from tests.fakes.llm_openai import ScriptedOpenAI
@@ -59,11 +59,12 @@ def openai_fake() -> Iterator[ScriptedOpenAI]:
         yield fake
 
 
-# Function loop scope: the client's connections must belong to the loop the test runs on.
-@pytest_asyncio.fixture(loop_scope="function")
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+# The session opens on first use, in the loop the test runs on; it is closed in that loop too.
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[ProviderHTTP]:
+    http = ProviderHTTP()
+    yield http
+    await http.aclose()
 
 
 async def test_openai_compatible_models_are_openai_handles_whatever_the_base_url(openai_fake, http):

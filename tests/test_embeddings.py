@@ -8,13 +8,13 @@ import json
 import math
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from recalld.errors import InvalidInput, ProviderError
 from recalld.llm.embeddings import Embeddings
 from recalld.llm.embeddings_local import MAX_TOKENS, LocalEmbedder, MiniLM, _gelu, model_dir
+from recalld.llm.http import ProviderHTTP
 from recalld.settings import Settings
 from tests.fakes.llm_openai import ScriptedOpenAI, fake_embedding
 from tests.servers import free_port
@@ -117,7 +117,7 @@ def _embeddings(base_url: str, **settings) -> Embeddings:
         RECALLD_LLM_TIMEOUT="5",
         **settings,
     )
-    return Embeddings(config, httpx.AsyncClient(timeout=5))
+    return Embeddings(config, ProviderHTTP())
 
 
 def _config(base_url: str | None, *, model: str = "text-embedding-3-small", dim: int = 1536, batch: int = 32) -> dict:

@@ -1,20 +1,28 @@
 """The chat clients (OpenAI-compatible and Anthropic) against the scripted fakes over real HTTP.
 
-Every behaviour test runs for both protocols; what went over the wire is read back from the fake's `.requests`.
+Every behaviour test runs for both protocols; what went over the wire is read back from the fake's `.requests`
+and from the client session's own trace of what it sent. Provider behaviour the fakes do not script (flaky
+upstreams, canned event streams, stalls) comes from small aiohttp servers on loopback.
 Backoff is shrunk (except where Retry-After itself is under test) so retries cost milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
 
 from recalld.errors import ProviderError, ProviderRateLimited, ProviderTimeout
 from recalld.llm import retry
@@ -25,6 +33,7 @@ from recalld.llm.anthropic import (
     translate_tool_choice,
     translate_tools,
 )
+from recalld.llm.http import ProviderHTTP
 from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.types import ChatRequest, ChatResponse, ReasoningDelta, TextDelta, ToolCallDelta
 from tests.fakes.llm_anthropic import ScriptedAnthropic
@@ -64,17 +73,47 @@ def fast_backoff(monkeypatch):
 
 
 @dataclass
+class Sent:
+    """A request as the client put it on the wire."""
+
+    method: str
+    url: URL
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    content: bytearray = field(default_factory=bytearray)
+
+
+def recording(sent: list[Sent]) -> aiohttp.TraceConfig:
+    """A trace that appends every request the session sends (each try of a retried call) to `sent`."""
+
+    async def on_start(session: Any, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+        ctx.sent = Sent(params.method, params.url)
+        sent.append(ctx.sent)
+
+    async def on_headers(session: Any, ctx: SimpleNamespace, params: aiohttp.TraceRequestHeadersSentParams) -> None:
+        ctx.sent.headers = params.headers
+
+    async def on_chunk(session: Any, ctx: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams) -> None:
+        ctx.sent.content += params.chunk
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    trace.on_request_headers_sent.append(on_headers)
+    trace.on_request_chunk_sent.append(on_chunk)
+    return trace
+
+
+@dataclass
 class Kit:
     """One protocol under test: its fake, a model it serves, and how to build a client for it."""
 
     kind: str
     server: ScriptedServer
     model: str
-    sent: list[httpx.Request]  # every request the client put on the wire, retries included
+    sent: list[Sent]  # every request the client put on the wire, retries included
 
     def client(
         self,
-        http: httpx.AsyncClient,
+        http: ProviderHTTP,
         *,
         timeout_s: float = 5.0,
         max_retries: int = 1,
@@ -107,11 +146,9 @@ async def kit(request, openai_server, anthropic_server):
 
 @pytest.fixture
 async def http(kit):
-    async def record(req: httpx.Request) -> None:
-        kit.sent.append(req)
-
-    async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
-        yield client
+    http = ProviderHTTP(trace_configs=[recording(kit.sent)])
+    yield http
+    await http.aclose()
 
 
 def tokens(n_chars: int) -> int:  # the fakes' token estimate
@@ -398,47 +435,67 @@ async def test_server_error_retried_then_mapped(kit, http, status):
     assert len(kit.server.requests) == 2
 
 
-class FlakyTransport(httpx.AsyncBaseTransport):
-    """Answers the first `failures` requests itself with `status`, then passes requests on to the network."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-    def __init__(self, failures: int, status: int = 503):
-        self.inner = httpx.AsyncHTTPTransport()
+
+@asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A real HTTP server on loopback that answers every request with `handler`; yields its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handler)
+    # Cancel a handler whose client hung up (a stalled stream), and do not wait long for handlers at the end.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+class Flaky:
+    """A proxy in front of a provider: answers the first `failures` requests itself with `status`, then
+    forwards requests to `upstream` and relays its answers."""
+
+    def __init__(self, upstream: str, failures: int, status: int = 503):
+        self.upstream = upstream
         self.failures = failures
         self.status = status
         self.calls = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         self.calls += 1
+        body = await request.read()
         if self.calls <= self.failures:
-            await request.aread()
-            return httpx.Response(self.status, json={"error": {"message": "flaky upstream"}})
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+            return web.json_response({"error": {"message": "flaky upstream"}}, status=self.status)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        url = self.upstream.removesuffix("/v1") + request.path
+        async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as answer:
+            return web.Response(status=answer.status, body=await answer.read(), content_type=answer.content_type)
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-async def test_server_error_retried_then_succeeds(kit, streaming):
-    transport = FlakyTransport(failures=2, status=500)
-    async with httpx.AsyncClient(transport=transport) as http:
-        client = kit.client(http, max_retries=2)
+async def test_server_error_retried_then_succeeds(kit, http, streaming):
+    flaky = Flaky(kit.server.base_url, failures=2, status=500)
+    async with serving(flaky.handle) as base_url:
+        client = kit.client(http, max_retries=2, base_url=base_url)
         if streaming:
             _, response = await collect(client, kit.request("again"))
         else:
             response = await client.complete(kit.request("again"))
     assert response.text == "ack again"
-    assert transport.calls == 3
+    assert flaky.calls == 3 == len(kit.sent)
     assert len(kit.server.requests) == 1  # only the third try reached the provider
 
 
-async def test_out_of_retries_reports_the_last_failure(kit):
-    transport = FlakyTransport(failures=5, status=502)
-    async with httpx.AsyncClient(transport=transport) as http:
+async def test_out_of_retries_reports_the_last_failure(kit, http):
+    flaky = Flaky(kit.server.base_url, failures=5, status=502)
+    async with serving(flaky.handle) as base_url:
         with pytest.raises(ProviderError) as info:
-            await kit.client(http, max_retries=1).complete(kit.request("never"))
+            await kit.client(http, max_retries=1, base_url=base_url).complete(kit.request("never"))
     assert info.value.detail == f"{kit.kind} returned 502: flaky upstream"
-    assert transport.calls == 2
+    assert flaky.calls == 2
     assert kit.server.requests == []
 
 
@@ -500,33 +557,90 @@ async def test_connection_refused(kit, http, streaming):
         else:
             await client.complete(request)
     assert type(info.value) is ProviderError
-    assert info.value.detail == f"{kit.kind} could not be reached: ConnectError"
+    assert info.value.detail == f"{kit.kind} could not be reached: ClientConnectorError"
     assert len(kit.sent) == 2  # retried once
 
 
-# --- provider features the fakes do not script (canned HTTP answers) -------------------------------------
-def canned(body: str | bytes | dict, status: int = 200, content_type: str = "text/event-stream") -> httpx.AsyncClient:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, dict):
-            return httpx.Response(status, json=body)
-        return httpx.Response(status, content=body, headers={"content-type": content_type})
+def use_proxy_env(monkeypatch, **env: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+@pytest.mark.parametrize(("no_proxy", "proxied"), [("", True), ("127.0.0.1", False)])
+async def test_proxy_of_the_environment_is_used_unless_no_proxy_names_the_host(
+    openai_server, monkeypatch, no_proxy, proxied
+):
+    proxy = Flaky(openai_server.base_url, failures=0)  # a forwarding proxy that fails nothing
+    async with serving(proxy.handle) as proxy_url:
+        use_proxy_env(monkeypatch, http_proxy=proxy_url.removesuffix("/v1"), no_proxy=no_proxy)
+        http = ProviderHTTP()
+        try:
+            client = OpenAIChatClient(
+                http, provider_name="openai", base_url=openai_server.base_url, api_key=OPENAI_KEY, timeout_s=5
+            )
+            response = await client.complete(
+                ChatRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            )
+        finally:
+            await http.aclose()
+    assert response.text == "ack hi"
+    assert proxy.calls == (1 if proxied else 0)
+
+
+# --- provider features the fakes do not script (canned HTTP answers) -------------------------------------
+@dataclass
+class Canned:
+    """A server that answers every request alike, and a session to reach it with."""
+
+    http: ProviderHTTP
+    base_url: str
+
+
+@asynccontextmanager
+async def canned(
+    body: str | bytes | dict, status: int = 200, content_type: str = "text/event-stream"
+) -> AsyncIterator[Canned]:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        if isinstance(body, dict):
+            return web.json_response(body, status=status)
+        data = body.encode() if isinstance(body, str) else body
+        return web.Response(status=status, body=data, headers={"Content-Type": content_type})
+
+    async with serving(handler) as base_url:
+        http = ProviderHTTP()
+        try:
+            yield Canned(http, base_url)
+        finally:
+            await http.aclose()
 
 
 def sse(*events: dict, named: bool = True) -> str:
     return "".join((f"event: {e['type']}\n" if named else "") + f"data: {json.dumps(e)}\n\n" for e in events)
 
 
-def anthropic_client(http: httpx.AsyncClient) -> AnthropicChatClient:
+def anthropic_client(provider: Canned, timeout_s: float = 1) -> AnthropicChatClient:
     return AnthropicChatClient(
-        http, provider_name="anthropic", base_url="http://anthropic.test/v1", api_key="k", timeout_s=1, max_retries=0
+        provider.http,
+        provider_name="anthropic",
+        base_url=provider.base_url,
+        api_key="k",
+        timeout_s=timeout_s,
+        max_retries=0,
     )
 
 
-def openai_client(http: httpx.AsyncClient) -> OpenAIChatClient:
+def openai_client(provider: Canned, timeout_s: float = 1) -> OpenAIChatClient:
     return OpenAIChatClient(
-        http, provider_name="openai", base_url="http://openai.test/v1", api_key="k", timeout_s=1, max_retries=0
+        provider.http,
+        provider_name="openai",
+        base_url=provider.base_url,
+        api_key="k",
+        timeout_s=timeout_s,
+        max_retries=0,
     )
 
 
@@ -560,8 +674,8 @@ async def test_anthropic_thinking_cache_usage_and_tool_blocks():
         {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 42}},
         {"type": "message_stop"},
     )
-    async with canned(events) as http:
-        out, final = await collect(anthropic_client(http), simple_request())
+    async with canned(events) as provider:
+        out, final = await collect(anthropic_client(provider), simple_request())
     assert [e for e in out if isinstance(e, ReasoningDelta)] == [ReasoningDelta("let me "), ReasoningDelta("think")]
     assert [e for e in out if isinstance(e, ToolCallDelta)] == [
         ToolCallDelta(index=0, id="toolu_a", name="a"),
@@ -591,8 +705,8 @@ async def test_anthropic_thinking_cache_usage_and_tool_blocks():
             {"type": "tool_use", "id": "toolu_c", "name": "c", "input": {"y": [1]}},
         ],
     }
-    async with canned(message) as http:
-        response = await anthropic_client(http).complete(simple_request())
+    async with canned(message) as provider:
+        response = await anthropic_client(provider).complete(simple_request())
     assert (response.reasoning, response.text) == ("hmm", "Hello")
     assert json.loads(response.tool_calls[0].arguments) == {"y": [1]}
     assert response.finish_reason == "stop"
@@ -612,9 +726,9 @@ async def test_anthropic_error_event_mid_stream(error_type, expected, status):
         named=False,
     )
     received: list[Any] = []
-    async with canned(events) as http:
+    async with canned(events) as provider:
         with pytest.raises(ProviderError) as info:
-            async for event in anthropic_client(http).stream(simple_request()):
+            async for event in anthropic_client(provider).stream(simple_request()):
                 received.append(event)
     assert type(info.value) is expected
     assert info.value.detail == f"anthropic returned {status}: Overloaded"
@@ -623,22 +737,101 @@ async def test_anthropic_error_event_mid_stream(error_type, expected, status):
 
 async def test_anthropic_truncated_stream_is_an_error():
     events = sse({"type": "message_start", "message": {"id": "m", "content": [], "usage": {"input_tokens": 3}}})
-    async with canned(events) as http:
+    async with canned(events) as provider:
         with pytest.raises(ProviderError, match="ended before message_stop"):
-            [e async for e in anthropic_client(http).stream(simple_request())]
+            [e async for e in anthropic_client(provider).stream(simple_request())]
 
 
 @pytest.mark.parametrize("make", [anthropic_client, openai_client])
-async def test_non_json_success_is_a_provider_error(make: Callable[[httpx.AsyncClient], Client]):
-    async with canned(b"<html>gateway</html>", content_type="text/html") as http:
+async def test_non_json_success_is_a_provider_error(make: Callable[[Canned], Client]):
+    async with canned(b"<html>gateway</html>", content_type="text/html") as provider:
         with pytest.raises(ProviderError, match="malformed response") as info:
-            await make(http).complete(simple_request())
+            await make(provider).complete(simple_request())
     assert info.value.status_code == 502
 
 
 async def test_openai_error_chunk_mid_stream():
     chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}]}
     body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps({'error': {'message': 'model crashed'}})}\n\n"
-    async with canned(body) as http:
+    async with canned(body) as provider:
         with pytest.raises(ProviderError, match="model crashed"):
-            [e async for e in openai_client(http).stream(simple_request())]
+            [e async for e in openai_client(provider).stream(simple_request())]
+
+
+# --- reading streams ----------------------------------------------------------------------------------------
+# One SSE line of ~1 MB: past aiohttp's readline limit (twice its read buffer: 128 KiB or 512 KiB, by version).
+LONG_TEXT = "long " * 200_000
+
+
+async def test_openai_stream_reads_a_line_over_the_readline_limit():
+    chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": LONG_TEXT}, "finish_reason": "stop"}]}
+    async with canned(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n") as provider:
+        events, final = await collect(openai_client(provider), simple_request())
+    assert events == [TextDelta(LONG_TEXT)]
+    assert final.text == LONG_TEXT
+
+
+async def test_anthropic_stream_reads_a_line_over_the_readline_limit():
+    arguments = json.dumps({"text": LONG_TEXT})
+    events = sse(
+        {"type": "message_start", "message": {"id": "m", "content": [], "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "a"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": arguments}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    )
+    async with canned(events) as provider:
+        _, final = await collect(anthropic_client(provider), simple_request())
+    assert final.tool_calls[0].arguments == arguments
+
+
+@pytest.mark.parametrize("make", [anthropic_client, openai_client])
+async def test_stream_lines_may_end_with_crlf(make: Callable[[Canned], Client]):
+    if make is openai_client:
+        frames = [{"id": "c", "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in "ab"]
+        body = "".join(f"data: {json.dumps(f)}\r\n\r\n" for f in frames) + "data: [DONE]\r\n\r\n"
+    else:
+        body = sse(
+            {"type": "message_start", "message": {"id": "m", "content": [], "usage": {"input_tokens": 3}}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "a"}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "b"}},
+            {"type": "message_stop"},
+        ).replace("\n", "\r\n")
+    async with canned(body) as provider:
+        events, final = await collect(make(provider), simple_request())
+    assert events == [TextDelta("a"), TextDelta("b")]
+    assert final.text == "ab"
+
+
+@pytest.mark.parametrize("make", [anthropic_client, openai_client])
+async def test_stream_that_stalls_midway_times_out(make: Callable[[Canned], Client]):
+    if make is openai_client:
+        first = {"id": "c", "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}]}
+        opening = f"data: {json.dumps(first)}\n\n"
+    else:
+        opening = sse(
+            {"type": "message_start", "message": {"id": "m", "content": [], "usage": {"input_tokens": 3}}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "par"}},
+        )
+
+    async def stalling(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(opening.encode())
+        await asyncio.sleep(30)  # cancelled when the client gives up
+        return response
+
+    received: list[Any] = []
+    started = time.monotonic()
+    async with serving(stalling) as base_url:
+        provider = Canned(ProviderHTTP(), base_url)
+        try:
+            with pytest.raises(ProviderTimeout) as info:
+                async for event in make(provider, timeout_s=0.3).stream(simple_request()):
+                    received.append(event)
+        finally:
+            await provider.http.aclose()
+    assert received == [TextDelta("par")]
+    assert info.value.status_code == 504
+    assert time.monotonic() - started < 5

@@ -76,8 +76,9 @@ def test_every_line_of_a_request_is_json_with_its_id_and_turn_lines_carry_agent_
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
     [access] = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access["agent_id"] == agent.id and access["status"] == 200 and access["method"] == "POST"
-    # The model call is logged by httpx inside the turn.
-    model_calls = [line for line in lines if line["logger"] == "httpx" and "/chat/completions" in line["message"]]
+    # The model call is logged by the provider HTTP session inside the turn.
+    model_calls = [line for line in lines
+                   if line["logger"] == "recalld.llm.http" and "/chat/completions" in line["message"]]
     assert model_calls
     assert all(line["agent_id"] == agent.id and line["run_id"] == run_id for line in model_calls)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-import httpx
 import pytest
 
 from recalld.agent import compaction
@@ -17,6 +16,7 @@ from recalld.coord.lease import LocalLeases
 from recalld.errors import Conflict
 from recalld.llm import providers, tokens
 from recalld.llm.catalog import ModelCatalog
+from recalld.llm.http import ProviderHTTP
 from recalld.services.caller import Caller
 from recalld.services.turns import TurnService
 from recalld.settings import Settings
@@ -122,15 +122,15 @@ async def test_api_key_cache_lookup_path_stays_bounded(monkeypatch, tmp_path):
 async def test_chat_clients_are_bounded_whatever_endpoints_agents_name(monkeypatch, tmp_path):
     monkeypatch.setattr(providers, "MAX_CLIENTS", 20)
     settings = _settings(tmp_path)
-    async with httpx.AsyncClient() as http:
-        clients = providers.ChatClients(settings, ModelCatalog(settings, http), http)
-        for i in range(200):
-            config = {"model_endpoint_type": "openai", "model_endpoint": f"http://10.0.0.{i % 250}:8000/v1"}
-            assert clients.for_config(config) is not None
-        assert len(clients._clients) == 20
-        # The same configuration finds its client again.
-        same = {"model_endpoint_type": "openai", "model_endpoint": "http://10.0.0.199:8000/v1"}
-        assert clients.for_config(same) is clients.for_config(same)
+    http = ProviderHTTP()  # never opened: building clients sends nothing
+    clients = providers.ChatClients(settings, ModelCatalog(settings, http), http)
+    for i in range(200):
+        config = {"model_endpoint_type": "openai", "model_endpoint": f"http://10.0.0.{i % 250}:8000/v1"}
+        assert clients.for_config(config) is not None
+    assert len(clients._clients) == 20
+    # The same configuration finds its client again.
+    same = {"model_endpoint_type": "openai", "model_endpoint": "http://10.0.0.199:8000/v1"}
+    assert clients.for_config(same) is clients.for_config(same)
 
 
 def test_token_count_caches_are_bounded(monkeypatch):

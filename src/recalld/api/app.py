@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +21,7 @@ from recalld.coord.pg_lease import PgLeaseStore
 from recalld.coord.redis_lease import RedisLeaseStore
 from recalld.llm.catalog import ModelCatalog
 from recalld.llm.embeddings import Embeddings
+from recalld.llm.http import ProviderHTTP
 from recalld.llm.providers import ChatClients
 from recalld.obs import metrics, tracing
 from recalld.obs.context import RequestContext
@@ -91,12 +91,8 @@ async def _send_413(send: Send, max_bytes: int) -> None:
 
 def build_services(settings: Settings) -> Services:
     router = StoreRouter(settings)
-    # Keep-alive for many concurrent model calls: beyond the default 20 idle connections every call would
-    # open (and, against a real provider, TLS-handshake) a new one.
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.llm_timeout_s, connect=10.0),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
-    )
+    # One keep-alive pool for every model call (each client passes its own timeouts).
+    http = ProviderHTTP()
     catalog = ModelCatalog(settings, http)
     resolver = ModelResolver(catalog)
     clients = ChatClients(settings, catalog, http)

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Header, Request
 
 from recalld import ids
 from recalld.errors import InvalidInput, Unauthorized
+from recalld.llm.http import ProviderHTTP
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
@@ -35,7 +35,7 @@ KEY_CACHE_MAX = 10_000
 class Services:
     settings: Settings
     router: StoreRouter
-    http: httpx.AsyncClient
+    http: ProviderHTTP
     models: ModelResolver
     agents: AgentService
     blocks: BlockService

@@ -11,10 +11,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 from recalld.errors import ProviderError
-from recalld.llm.retry import ProviderHTTPError, as_api_error, provider_message, retry_after, with_retries
+from recalld.llm.http import ProviderHTTP, client_timeout, iter_lines
+from recalld.llm.retry import ProviderHTTPError, as_api_error, http_error, with_retries
 from recalld.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -243,7 +245,7 @@ def _finish_reason(stop_reason: str | None) -> str | None:
 
 
 class AnthropicChatClient:
-    def __init__(self, http: httpx.AsyncClient, *, provider_name: str, base_url: str, api_key: str | None,
+    def __init__(self, http: ProviderHTTP, *, provider_name: str, base_url: str, api_key: str | None,
                  timeout_s: float, max_retries: int = 2):
         self.http = http
         self.provider_name = provider_name
@@ -251,7 +253,7 @@ class AnthropicChatClient:
         self.headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
         if api_key:
             self.headers["x-api-key"] = api_key
-        self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self.timeout = client_timeout(timeout_s)
         self.max_retries = max_retries
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
@@ -277,16 +279,18 @@ class AnthropicChatClient:
         return as_api_error(self.provider_name, ValueError(f"malformed {what}"))
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        body = self._body(request, stream=False)
+        body = orjson.dumps(self._body(request, stream=False))
 
         async def call() -> dict:
-            response = await self.http.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
-            if response.status_code >= 400:
-                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
+            if response.status >= 400:
+                raise await http_error(response)
+            async with response:
+                content = await response.read()
             try:
-                return response.json()
+                return orjson.loads(content)
             except ValueError as e:
-                raise self._malformed(f"response: {response.text[:200]}") from e
+                raise self._malformed(f"response: {content.decode('utf-8', 'replace')[:200]}") from e
 
         data = await with_retries(self.provider_name, call, max_retries=self.max_retries)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
@@ -314,15 +318,12 @@ class AnthropicChatClient:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        body = self._body(request, stream=True)
+        body = orjson.dumps(self._body(request, stream=True))
 
-        async def open_stream() -> httpx.Response:
-            req = self.http.build_request("POST", self.url, json=body, headers=self.headers, timeout=self.timeout)
-            response = await self.http.send(req, stream=True)
-            if response.status_code >= 400:
-                await response.aread()
-                await response.aclose()
-                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+        async def open_stream() -> aiohttp.ClientResponse:
+            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
+            if response.status >= 400:
+                raise await http_error(response)
             return response
 
         # Retries happen only before the first byte: once deltas went out, a retry would repeat them.
@@ -384,12 +385,12 @@ class AnthropicChatClient:
                     status = _ERROR_EVENT_STATUS.get(str(error.get("type")), 500)
                     message = str(error.get("message") or error.get("type") or error)[:500]
                     raise as_api_error(self.provider_name, ProviderHTTPError(status, message))
-        except httpx.HTTPError as e:
+        except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
         except ValueError as e:
             raise self._malformed(f"stream event: {e}") from e
         finally:
-            await response.aclose()
+            response.release()
         if not finished and finish_reason is None:
             raise as_api_error(self.provider_name, ValueError("the stream ended before message_stop"))
         yield ChatResponse(
@@ -402,10 +403,10 @@ class AnthropicChatClient:
         )
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     """The JSON payloads of a server-sent event stream (`data:` lines joined per event)."""
     data: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in iter_lines(response):
         if not line:
             if data:
                 payload = "\n".join(data)

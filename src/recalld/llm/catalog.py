@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import orjson
 
 from recalld.errors import InvalidInput, NotFound
+from recalld.llm.http import ProviderHTTP, client_timeout
 from recalld.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class ModelCatalog:
     def __init__(
         self,
         settings: Settings,
-        http: httpx.AsyncClient,
+        http: ProviderHTTP,
         *,
         list_timeout_s: float = 10.0,
         reread_after_s: float = 3.0,
@@ -237,7 +238,7 @@ class ModelCatalog:
         self.providers = providers_from_settings(settings)
         self._http = http
         # Listing happens at start-up: an unreachable provider must not hold it for the full LLM timeout.
-        self._list_timeout_s = min(list_timeout_s, settings.llm_timeout_s)
+        self._list_timeout = client_timeout(min(list_timeout_s, settings.llm_timeout_s))
         self._reread_after_s = reread_after_s
         self._ids: dict[str, list[str]] = {p.name: [] for p in self.providers}
         self._read_at: float | None = None
@@ -275,20 +276,20 @@ class ModelCatalog:
     async def _list_openai(self, provider: Provider) -> list[str]:
         headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
         url = f"{provider.base_url}/models"
-        resp = await self._http.get(url, headers=headers, timeout=self._list_timeout_s)
-        resp.raise_for_status()
-        return [str(m["id"]) for m in resp.json()["data"]]
+        async with await self._http.get(url, headers=headers, timeout=self._list_timeout) as resp:
+            resp.raise_for_status()
+            listing = orjson.loads(await resp.read())
+        return [str(m["id"]) for m in listing["data"]]
 
     async def _list_anthropic(self, provider: Provider) -> list[str]:
         headers = {"x-api-key": provider.api_key or "", "anthropic-version": ANTHROPIC_VERSION}
         ids: list[str] = []
         params: dict[str, str | int] = {"limit": 1000}
         for _ in range(20):  # pages; a bound so a misbehaving server cannot loop us forever
-            resp = await self._http.get(
-                f"{provider.base_url}/models", headers=headers, params=params, timeout=self._list_timeout_s
-            )
-            resp.raise_for_status()
-            page = resp.json()
+            url = f"{provider.base_url}/models"
+            async with await self._http.get(url, headers=headers, params=params, timeout=self._list_timeout) as resp:
+                resp.raise_for_status()
+                page = orjson.loads(await resp.read())
             ids.extend(str(m["id"]) for m in page["data"])
             if not page.get("has_more") or not page.get("last_id"):
                 break

@@ -13,13 +13,14 @@ import base64
 import logging
 import time
 
-import httpx
 import numpy as np
+import orjson
 
 from recalld.errors import InvalidInput, ProviderError
 from recalld.llm.catalog import LOCAL_EMBEDDING_ENDPOINT_TYPE, Provider, providers_from_settings
 from recalld.llm.embeddings_local import LocalEmbedder
-from recalld.llm.retry import ProviderHTTPError, provider_message, retry_after, with_retries
+from recalld.llm.http import ProviderHTTP, client_timeout
+from recalld.llm.retry import http_error, with_retries
 from recalld.obs import metrics, tracing
 from recalld.settings import Settings
 
@@ -56,9 +57,10 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 class Embeddings:
     """One entry point for every embedding model the server can use."""
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient):
+    def __init__(self, settings: Settings, http: ProviderHTTP):
         self.settings = settings
         self.http = http
+        self.timeout = client_timeout(settings.llm_timeout_s)
         self.providers: list[Provider] = providers_from_settings(settings)
         self.local = LocalEmbedder(max_batch_texts=settings.embedding_local_batch)
 
@@ -106,7 +108,9 @@ class Embeddings:
         endpoint, api_key, provider_name = self._endpoint(config)
         model = str(config.get("embedding_model"))
         batch = max(1, min(int(config.get("batch_size") or 32), MAX_INPUTS_PER_REQUEST))
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         body: dict = {"model": model, "encoding_format": self.settings.embedding_encoding_format}
         if model.startswith(_SIZED_MODELS) and config.get("embedding_dim"):
             body["dimensions"] = int(config["embedding_dim"])
@@ -114,11 +118,13 @@ class Embeddings:
 
         async def one_request(chunk: list[str]) -> np.ndarray:
             async def call() -> np.ndarray:
-                response = await self.http.post(f"{endpoint}/embeddings", json={**body, "input": chunk},
-                                                headers=headers)
-                if response.status_code >= 400:
-                    raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
-                return _parse_embeddings(response, len(chunk), provider_name)
+                response = await self.http.post(f"{endpoint}/embeddings", data=orjson.dumps({**body, "input": chunk}),
+                                                headers=headers, timeout=self.timeout)
+                if response.status >= 400:
+                    raise await http_error(response)
+                async with response:
+                    content = await response.read()
+                return _parse_embeddings(content, len(chunk), provider_name)
 
             async with gate:
                 return await with_retries(provider_name, call, max_retries=self.settings.llm_max_retries)
@@ -138,10 +144,10 @@ class Embeddings:
         self.local.close()
 
 
-def _parse_embeddings(response: httpx.Response, expected: int, provider: str) -> np.ndarray:
+def _parse_embeddings(content: bytes, expected: int, provider: str) -> np.ndarray:
     """The vectors of an OpenAI-style embeddings reply, in input order; floats or base64 float32."""
     try:
-        data = response.json()["data"]
+        data = orjson.loads(content)["data"]
         rows: list[np.ndarray | None] = [None] * expected
         for position, item in enumerate(data):
             index = int(item.get("index", position))

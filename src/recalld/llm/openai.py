@@ -6,10 +6,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
-from recalld.llm.retry import ProviderHTTPError, as_api_error, provider_message, retry_after, with_retries
+from recalld.llm.http import ProviderHTTP, client_timeout, iter_lines
+from recalld.llm.retry import as_api_error, http_error, with_retries
 from recalld.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -37,7 +38,7 @@ def _usage(raw: dict | None) -> Usage:
 class OpenAIChatClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: ProviderHTTP,
         *,
         provider_name: str,
         base_url: str,
@@ -51,7 +52,7 @@ class OpenAIChatClient:
         self.headers = {"Content-Type": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
-        self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self.timeout = client_timeout(timeout_s)
         self.max_retries = max_retries
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
@@ -74,13 +75,16 @@ class OpenAIChatClient:
         body = orjson.dumps(self._body(request, stream=False))
 
         async def call() -> dict:
-            response = await self.http.post(self.url, content=body, headers=self.headers, timeout=self.timeout)
-            if response.status_code >= 400:
-                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
+            if response.status >= 400:
+                raise await http_error(response)
+            async with response:
+                content = await response.read()
             try:
-                return orjson.loads(response.content)
+                return orjson.loads(content)
             except ValueError as e:  # a 200 that is not JSON (a proxy's HTML page) is the provider's failure too
-                raise as_api_error(self.provider_name, ValueError(f"malformed response: {response.text[:200]}")) from e
+                text = content.decode("utf-8", "replace")[:200]
+                raise as_api_error(self.provider_name, ValueError(f"malformed response: {text}")) from e
 
         data = await with_retries(self.provider_name, call, max_retries=self.max_retries)
         try:
@@ -105,15 +109,12 @@ class OpenAIChatClient:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        body = self._body(request, stream=True)
+        body = orjson.dumps(self._body(request, stream=True))
 
-        async def open_stream() -> httpx.Response:
-            req = self.http.build_request("POST", self.url, json=body, headers=self.headers, timeout=self.timeout)
-            response = await self.http.send(req, stream=True)
-            if response.status_code >= 400:
-                await response.aread()
-                await response.aclose()
-                raise ProviderHTTPError(response.status_code, provider_message(response), retry_after(response))
+        async def open_stream() -> aiohttp.ClientResponse:
+            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
+            if response.status >= 400:
+                raise await http_error(response)
             return response
 
         # Retries happen only before the first byte: once deltas went out, a retry would repeat them.
@@ -124,7 +125,7 @@ class OpenAIChatClient:
         finish_reason = None
         usage = Usage()
         try:
-            async for line in response.aiter_lines():
+            async for line in iter_lines(response):
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -163,12 +164,12 @@ class OpenAIChatClient:
                         yield ToolCallDelta(
                             index=index, id=tc.get("id"), name=fn.get("name"), arguments=fn.get("arguments")
                         )
-        except httpx.HTTPError as e:
+        except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
         except ValueError as e:
             raise as_api_error(self.provider_name, ValueError(f"malformed stream chunk: {e}")) from e
         finally:
-            await response.aclose()
+            response.release()
         yield ChatResponse(
             text="".join(text_parts) or None,
             tool_calls=[

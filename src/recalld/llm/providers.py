@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
-
 from recalld.errors import InvalidInput
 from recalld.llm.catalog import ModelCatalog
+from recalld.llm.http import ProviderHTTP
 from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.types import ChatClient
 from recalld.obs import tracing
@@ -18,7 +17,7 @@ MAX_CLIENTS = 256
 class ChatClients:
     """One client per (protocol, endpoint), built on first use and shared by every turn."""
 
-    def __init__(self, settings: Settings, catalog: ModelCatalog, http: httpx.AsyncClient):
+    def __init__(self, settings: Settings, catalog: ModelCatalog, http: ProviderHTTP):
         self.settings = settings
         self.catalog = catalog
         self.http = http

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-import httpx
+import aiohttp
+import orjson
 
 from recalld.errors import ProviderError, ProviderRateLimited, ProviderTimeout
 
@@ -29,12 +30,12 @@ class ProviderHTTPError(Exception):
         self.retry_after_s = retry_after_s
 
 
-def provider_message(response: httpx.Response) -> str:
+def provider_message(content: bytes, reason: str | None = None) -> str:
     """The error text a provider put in its body (OpenAI and Anthropic both nest it under `error`)."""
     try:
-        body = response.json()
+        body = orjson.loads(content)
     except ValueError:
-        return response.text[:500] or response.reason_phrase
+        return content.decode("utf-8", "replace")[:500] or reason or ""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         return str(error.get("message") or error)[:500]
@@ -43,24 +44,34 @@ def provider_message(response: httpx.Response) -> str:
     return str(body)[:500]
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
 
 
+async def http_error(response: aiohttp.ClientResponse) -> ProviderHTTPError:
+    """The error an HTTP error answer stands for; reads its body and releases the response."""
+    try:
+        content = await response.read()
+    finally:
+        response.release()
+    return ProviderHTTPError(response.status, provider_message(content, response.reason), retry_after(response.headers))
+
+
 def as_api_error(provider: str, exc: Exception) -> ProviderError:
     """The error the API answers with once retries are spent; it never carries keys or tracebacks."""
-    if isinstance(exc, httpx.TimeoutException):
+    # aiohttp's timeouts (ServerTimeoutError and its kinds) are TimeoutErrors; check them before ClientError.
+    if isinstance(exc, TimeoutError):
         return ProviderTimeout(f"{provider} did not answer in time ({type(exc).__name__})")
     if isinstance(exc, ProviderHTTPError):
         detail = f"{provider} returned {exc.status}: {exc.message}"
         if exc.status == 429:
             return ProviderRateLimited(detail, retry_after_s=exc.retry_after_s)
         return ProviderError(detail)
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, aiohttp.ClientError):
         return ProviderError(f"{provider} could not be reached: {type(exc).__name__}")
     return ProviderError(f"{provider} failed: {exc}")
 
@@ -68,8 +79,9 @@ def as_api_error(provider: str, exc: Exception) -> ProviderError:
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, ProviderHTTPError):
         return exc.status in RETRY_STATUSES
-    # A timeout is not retried: the provider may still be working on it, and a retry doubles the wait (R13).
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
+    if isinstance(exc, TimeoutError):
+        return False  # the provider may still be working on it, and a retry doubles the wait (R13)
+    return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
 
 
 async def with_retries(provider: str, call: Callable[[], Awaitable[T]], *, max_retries: int) -> T:
@@ -78,7 +90,7 @@ async def with_retries(provider: str, call: Callable[[], Awaitable[T]], *, max_r
     while True:
         try:
             return await call()
-        except (ProviderHTTPError, httpx.HTTPError) as exc:
+        except (ProviderHTTPError, aiohttp.ClientError, TimeoutError) as exc:
             if attempt >= max_retries or not _retryable(exc):
                 raise as_api_error(provider, exc) from exc
             delay = min(MAX_BACKOFF_S, 0.25 * 2**attempt) * (0.5 + random.random())
