@@ -17,6 +17,7 @@ from recalld.store import blocks as blocks_store
 from recalld.store import messages as messages_store
 from recalld.store import runs as runs_store
 from recalld.store import tools as tools_store
+from recalld.store import turn_open
 from recalld.store.history_cache import HistoryCache
 from recalld.store.schema import agent_blocks, agent_leases, blocks, messages
 from recalld.store.step_commit import commit_in_one_statement
@@ -35,7 +36,30 @@ async def load_state(
         raise NotFound(f"Agent with ID {agent_id} not found")
     block_rows = await blocks_store.for_agent(conn, org_id, agent_id)
     tool_rows = await tools_store.for_agent(conn, org_id, agent_id)
-    system, summary, rows = await messages_store.context_rows(conn, org_id, agent, history)
+    context = await messages_store.context_rows(conn, org_id, agent, history)
+    return _state(agent, block_rows, tool_rows, context, default_limit)
+
+
+async def open_state(
+    conn: AsyncConnection, org_id: str, agent_id: str, default_limit: int, history: HistoryCache | None, *,
+    new_run: dict | None = None,
+) -> tuple[TurnState, bool]:
+    """PostgreSQL: load_state in one statement that can also insert the run (store/turn_open.py). Returns
+    (state, whether new_run was inserted)."""
+    span = history.span(org_id, agent_id) if history is not None else None
+    opening = await turn_open.open_turn(conn, org_id, agent_id, skip_seqs=span, new_run=new_run)
+    agent = opening.agent
+    if agent is None:
+        raise NotFound(f"Agent with ID {agent_id} not found")
+    cached = history.rows(org_id, agent_id, agent["context_start_seq"], agent["last_seq"]) if span else []
+    context = messages_store.assemble_context(org_id, agent, cached, opening.messages, history, complete=span is None)
+    if context is None:  # the cached span did not line up with the window: read the window the ordinary way
+        context = await messages_store.context_rows(conn, org_id, agent, history)
+    return _state(agent, opening.blocks, opening.tools, context, default_limit), opening.run_inserted
+
+
+def _state(agent: dict, block_rows: list[dict], tool_rows: list[dict], context: tuple, default_limit: int) -> TurnState:
+    system, summary, rows = context
     return TurnState(
         agent=agent,
         system_text=_text(system),

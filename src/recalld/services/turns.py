@@ -44,6 +44,7 @@ from recalld.services.turn_store import (
     count_committed,
     load_state,
     one_statement,
+    open_state,
 )
 from recalld.services.turn_tools import TurnToolServices
 from recalld.settings import Settings
@@ -283,12 +284,21 @@ class TurnService:
     async def _open(
         self, conn: AsyncConnection, caller: Caller, agent_id: str, req: SendRequest, run: dict | None
     ) -> tuple[TurnState, dict | None, dict | None, int]:
-        """The turn's one opening transaction (before any model call): read the agent and record the run.
-        Returns (state, run, the completed run to replay for a repeated send or None, messages the run
-        already stored)."""
+        """The turn's opening, before any model call: read the agent and record the run. Returns (state, run,
+        the completed run to replay for a repeated send or None, messages the run already stored). On
+        PostgreSQL a plain send is one statement (store/turn_open.py); it runs after the lease is taken, in a
+        statement of its own, so that it reads everything the previous holder committed."""
         org_id = caller.org_id
+        limit = self.settings.core_memory_block_char_limit
+        if self.router.dialect == "postgresql":
+            plain = run is None and not req.idempotency_key and not req.input_otid
+            fresh = self._new_run(caller, agent_id, req, status="running", run_type="send_message") if plain else None
+            state, inserted = await open_state(conn, org_id, agent_id, limit, self.history, new_run=fresh)
+            if inserted:
+                return state, fresh, None, 0
+        else:
+            state = await load_state(conn, org_id, agent_id, limit, self.history)
         replay = None
-        state = await load_state(conn, org_id, agent_id, self.settings.core_memory_block_char_limit, self.history)
         existing = await runs_store.find_idempotent(conn, org_id, agent_id, key=req.idempotency_key,
                                                     otid=req.input_otid)
         committed = await count_committed(conn, org_id, existing["id"]) if existing else 0

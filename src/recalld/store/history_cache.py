@@ -36,6 +36,11 @@ class HistoryCache:
         self._spans.move_to_end((org_id, agent_id))
         return span.rows[first_seq - span.first_seq : last_seq - span.first_seq + 1]
 
+    def span(self, org_id: str, agent_id: str) -> tuple[int, int] | None:
+        """(first, last) sequence numbers held for the agent, or None."""
+        span = self._spans.get((org_id, agent_id))
+        return (span.first_seq, span.last_seq) if span is not None else None
+
     def store(self, org_id: str, agent_id: str, first_seq: int, rows: list[dict]) -> None:
         """Rows of seq first_seq, first_seq + 1, … (a contiguous run) for the agent."""
         self.forget(org_id, agent_id)

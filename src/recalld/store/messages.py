@@ -110,11 +110,29 @@ async def context_rows(
         "last_seq": last,
     }
     fetched = [dict(row) for row in (await conn.execute(_CONTEXT, params)).mappings()]
-    fresh = {row["id"]: row for row in fetched}  # the system message is rewritten in place: never from the cache
-    window = [fresh.get(row["id"], row) for row in cached]
-    window.extend(row for row in fetched if params["first_seq"] <= row["seq"] <= last)
+    context = assemble_context(org_id, agent, cached, fetched, cache, complete=not cached)
+    if context is None:  # the cache and the database disagree: read the whole window
+        cache.forget(org_id, agent["id"])
+        params["first_seq"] = first
+        fetched = [dict(row) for row in (await conn.execute(_CONTEXT, params)).mappings()]
+        context = assemble_context(org_id, agent, [], fetched, cache, complete=True)
+    return context
+
+
+def assemble_context(
+    org_id: str, agent: dict, cached: list[dict], fetched: list[dict], cache: HistoryCache | None, *, complete: bool
+) -> tuple[dict | None, dict | None, list[dict]] | None:
+    """(system, summary, history) from cached rows and freshly read ones (fresh rows win: the system message is
+    rewritten in place). Unless `fetched` is the complete window, None when together they leave a gap in it."""
+    first, last = agent["context_start_seq"], agent["last_seq"]
+    by_seq = {row["seq"]: row for row in cached}
+    by_seq.update((row["seq"], row) for row in fetched if first <= row["seq"] <= last)
+    if not complete and len(by_seq) != max(0, last - first + 1):
+        return None
+    window = [by_seq[seq] for seq in sorted(by_seq)]
     if cache is not None:
-        cache.store(org_id, agent["id"], first, window)
+        cache.store(org_id, agent["id"], first, window)  # it keeps only a contiguous window
+    fresh = {row["id"]: row for row in fetched}
     system = fresh.get(agent.get("system_message_id")) if agent.get("system_message_id") else None
     summary = fresh.get(agent.get("summary_message_id")) if agent.get("summary_message_id") else None
     special = {agent.get("system_message_id"), agent.get("summary_message_id")}
