@@ -29,3 +29,21 @@ async def pg_router():
     yield router
     await router.dispose()
     drop_pg_database(uri)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def store_router(request, pg_router, tmp_path):
+    """A StoreRouter on each backend: the module's PostgreSQL database, or a new SQLite file."""
+    if request.param == "postgres":
+        yield pg_router
+        return
+    from recalld.services.orgs import OrgService
+    from recalld.settings import Settings
+    from recalld.store.migrate import upgrade_to_head
+    from recalld.store.router import StoreRouter
+
+    router = StoreRouter(Settings(RECALLD_DIR=str(tmp_path)))
+    await upgrade_to_head(router.primary)
+    await OrgService(router).bootstrap()
+    yield router
+    await router.dispose()

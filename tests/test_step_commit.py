@@ -15,23 +15,6 @@ from recalld.store.types import utcnow
 from tests.test_leases import ORG, _agent
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-async def router(request, pg_router, tmp_path):
-    if request.param == "postgres":
-        yield pg_router
-        return
-    from recalld.services.orgs import OrgService
-    from recalld.settings import Settings
-    from recalld.store.migrate import upgrade_to_head
-    from recalld.store.router import StoreRouter
-
-    sqlite = StoreRouter(Settings(RECALLD_DIR=str(tmp_path)))
-    await upgrade_to_head(sqlite.primary)
-    await OrgService(sqlite).bootstrap()
-    yield sqlite
-    await sqlite.dispose()
-
-
 async def _run(router, agent_id: str) -> str:  # noqa: ANN001
     run_id = ids.new_id("run")
     async with router.write(ORG) as conn:
@@ -81,7 +64,8 @@ async def _stored(router, agent_id: str, run_id: str) -> dict:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("edit_memory", [False, True], ids=["plain", "memory-edit"])
-async def test_a_step_commits_whole_or_not_at_all(router, edit_memory):
+async def test_a_step_commits_whole_or_not_at_all(store_router, edit_memory):
+    router = store_router
     agent_id = await _agent(router, memory_blocks=[{"label": "human", "value": "nothing yet"}])
     async with router.read(ORG) as conn:
         fresh = await load_state(conn, ORG, agent_id, 20_000)

@@ -173,7 +173,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(reject_repeated_scalars)],
     )
     errors.install(app)
-    for module in (health, agents, blocks, tools, models, messages, runs, passages, archives, unsupported):
+    # Routes are matched in order: the message routes, the hottest, come first.
+    for module in (messages, health, agents, blocks, tools, models, runs, passages, archives, unsupported):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -3,10 +3,11 @@ downloaded), with a characters/4 estimate when that encoding cannot be loaded.""
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -62,4 +63,4 @@ def count_message(message: dict[str, Any]) -> int:
 
 
 def count_tools(tools: list[dict[str, Any]]) -> int:
-    return count_text(json.dumps(tools, separators=(",", ":"))) if tools else 0
+    return count_text(orjson.dumps(tools).decode()) if tools else 0

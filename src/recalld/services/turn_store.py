@@ -44,8 +44,8 @@ async def open_state(
     conn: AsyncConnection, org_id: str, agent_id: str, default_limit: int, history: HistoryCache | None, *,
     new_run: dict | None = None,
 ) -> tuple[TurnState, bool]:
-    """PostgreSQL: load_state in one statement that can also insert the run (store/turn_open.py). Returns
-    (state, whether new_run was inserted)."""
+    """load_state in one statement which, on PostgreSQL, can also insert the run (store/turn_open.py).
+    Returns (state, whether new_run was inserted)."""
     span = history.span(org_id, agent_id) if history is not None else None
     opening = await turn_open.open_turn(conn, org_id, agent_id, skip_seqs=span, new_run=new_run)
     agent = opening.agent

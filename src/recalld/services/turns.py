@@ -290,14 +290,12 @@ class TurnService:
         statement of its own, so that it reads everything the previous holder committed."""
         org_id = caller.org_id
         limit = self.settings.core_memory_block_char_limit
-        if self.router.dialect == "postgresql":
-            plain = run is None and not req.idempotency_key and not req.input_otid
-            fresh = self._new_run(caller, agent_id, req, status="running", run_type="send_message") if plain else None
-            state, inserted = await open_state(conn, org_id, agent_id, limit, self.history, new_run=fresh)
-            if inserted:
-                return state, fresh, None, 0
-        else:
-            state = await load_state(conn, org_id, agent_id, limit, self.history)
+        # A plain send's run goes into the opening statement on PostgreSQL; otherwise it is inserted below.
+        plain = run is None and not req.idempotency_key and not req.input_otid and self.router.dialect == "postgresql"
+        fresh = self._new_run(caller, agent_id, req, status="running", run_type="send_message") if plain else None
+        state, inserted = await open_state(conn, org_id, agent_id, limit, self.history, new_run=fresh)
+        if inserted:
+            return state, fresh, None, 0
         replay = None
         existing = await runs_store.find_idempotent(conn, org_id, agent_id, key=req.idempotency_key,
                                                     otid=req.input_otid)

@@ -8,10 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recalld.store.history_cache import HistoryCache
 from recalld.store.schema import messages
 
+_INSERT = messages.insert()  # built once: building and cache-keying a statement costs more than running it
+
 
 async def insert_many(conn: AsyncConnection, rows: list[dict]) -> None:
     if rows:
-        await conn.execute(messages.insert(), rows)
+        await conn.execute(_INSERT, rows)
 
 
 async def set_content(conn: AsyncConnection, org_id: str, message_id: str, content: list[dict]) -> None:

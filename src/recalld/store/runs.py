@@ -38,8 +38,12 @@ _UPDATE = runs.update().where(runs.c.organization_id == sa.bindparam("where_org_
                               runs.c.id == sa.bindparam("where_run_id"))
 
 
+_INSERT = runs.insert()
+_INSERT_STEP = steps.insert()
+
+
 async def insert(conn: AsyncConnection, row: dict) -> None:
-    await conn.execute(runs.insert(), row)
+    await conn.execute(_INSERT, row)
 
 
 async def update(conn: AsyncConnection, org_id: str, run_id: str, values: dict) -> None:
@@ -90,7 +94,7 @@ async def list_page(
 
 
 async def insert_step(conn: AsyncConnection, row: dict) -> None:
-    await conn.execute(steps.insert(), row)
+    await conn.execute(_INSERT_STEP, row)
 
 
 async def get_step(conn: AsyncConnection, org_id: str, step_id: str) -> dict | None:

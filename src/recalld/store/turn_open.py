@@ -1,10 +1,11 @@
-"""A turn's opening on PostgreSQL as one statement: read the agent with its blocks, tools and context
-messages, and record the run.
+"""A turn's opening as one statement: read the agent with its blocks, tools and context messages, and (on
+PostgreSQL) record the run.
 
 The agent comes back as an ordinary row; its blocks, tools and messages come back as JSON arrays beside it
-(json_agg), turned back into the rows the separate reads would have given. The run is a data-modifying CTE
-that inserts only when the agent exists. One round trip instead of five; every round trip costs this server
-about as much CPU as a whole statement. SQLite, with no round trips, keeps the separate reads.
+(json_agg on PostgreSQL, json_group_array on SQLite), turned back into the rows the separate reads would have
+given. On PostgreSQL the run is a data-modifying CTE that inserts only when the agent exists: one round trip
+instead of five, and every round trip costs this server about as much CPU as a whole statement. SQLite has
+no round trips, but each statement still costs SQLAlchemy's own work; it inserts the run separately.
 
 The lease is not taken in this statement: a statement reads one snapshot, taken when it starts, and a lease
 granted after waiting for the previous holder's commit would come with a snapshot from before that commit.
@@ -18,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld.store.schema import agent_blocks, agent_tools, agents, blocks, messages, runs, tools
@@ -35,32 +35,41 @@ class Opening:
     run_inserted: bool
 
 
-def _json_rows(row: sa.Alias, source: sa.FromClause, *where: sa.ColumnElement, order: tuple) -> sa.Label:
-    """The rows of `row` (an alias of a table) matching `where`, as one JSON array in `order`."""
-    rows = sa.func.json_agg(aggregate_order_by(sa.literal_column(row.name), *order), type_=sa.JSON)
+def _json_rows(dialect: str, row: sa.Alias, source: sa.FromClause, *where: sa.ColumnElement) -> sa.Label:
+    """The rows of `row` (an alias of a table) matching `where`, as one JSON array (in no particular order)."""
+    if dialect == "postgresql":
+        rows = sa.func.json_agg(sa.literal_column(row.name), type_=sa.JSON)
+    else:  # SQLite keeps JSON columns as text: json() embeds them as JSON rather than as strings
+        fields = [x for c in row.c for x in (sa.literal(c.name), sa.func.json(c) if _is_json(c) else c)]
+        rows = sa.func.json_group_array(sa.func.json_object(*fields), type_=sa.JSON)
     return sa.select(rows).select_from(source).where(*where).scalar_subquery().label(f"{row.name}s")
 
 
-@functools.lru_cache(maxsize=2)
-def _statement(with_run: bool) -> sa.Select:
+def _is_json(column: sa.Column) -> bool:
+    return isinstance(column.type, sa.JSON)
+
+
+@functools.lru_cache(maxsize=4)
+def _statement(dialect: str, with_run: bool) -> sa.Select:
     by_agent = (agents.c.organization_id == sa.bindparam("org_id"), agents.c.id == sa.bindparam("agent_id"))
     block, tool, message = blocks.alias("block"), tools.alias("tool"), messages.alias("message")
     block_rows = _json_rows(
+        dialect,
         block,
         block.join(agent_blocks, sa.and_(agent_blocks.c.organization_id == block.c.organization_id,
                                          agent_blocks.c.block_id == block.c.id)),
         agent_blocks.c.organization_id == agents.c.organization_id, agent_blocks.c.agent_id == agents.c.id,
-        order=(block.c.created_at, block.c.id),
     )
     tool_rows = _json_rows(
+        dialect,
         tool,
         tool.join(agent_tools, sa.and_(agent_tools.c.organization_id == tool.c.organization_id,
                                        agent_tools.c.tool_id == tool.c.id)),
         agent_tools.c.organization_id == agents.c.organization_id, agent_tools.c.agent_id == agents.c.id,
-        order=(tool.c.created_at, tool.c.id),
     )
     # As messages.context_rows: the system message, the summary and the window, less what the caller holds.
     message_rows = _json_rows(
+        dialect,
         message,
         message,
         message.c.organization_id == agents.c.organization_id,
@@ -71,7 +80,6 @@ def _statement(with_run: bool) -> sa.Select:
             sa.and_(message.c.seq >= agents.c.context_start_seq, message.c.seq <= agents.c.last_seq,
                     sa.not_(message.c.seq.between(sa.bindparam("skip_first"), sa.bindparam("skip_last")))),
         ),
-        order=(message.c.seq,),
     )
     statement = sa.select(agents, block_rows, tool_rows, message_rows).where(*by_agent)
     if not with_run:
@@ -82,20 +90,31 @@ def _statement(with_run: bool) -> sa.Select:
     return statement.add_columns(sa.select(new_run.c.id).scalar_subquery().label("new_run_id"))
 
 
-_DATETIMES = {
-    table.name: [c.name for c in table.c if isinstance(c.type, UTCDateTime)] for table in (blocks, tools, messages)
+# What JSON cannot carry as the column's own type: timestamps (ISO text) and, from SQLite, booleans (0/1).
+_CONVERTED = {
+    table.name: (
+        [c.name for c in table.c if isinstance(c.type, UTCDateTime)],
+        [c.name for c in table.c if isinstance(c.type, sa.Boolean)],
+    )
+    for table in (blocks, tools, messages)
 }
 
 
-def _rows(table: sa.Table, items: list[dict] | None) -> list[dict]:
-    """Rows from json_agg as the plain reads give them: JSON carries timestamps as ISO text."""
-    stamps = _DATETIMES[table.name]
+def _rows(table: sa.Table, items: list[dict] | None, *order: str) -> list[dict]:
+    """Rows from a JSON array as the plain reads give them, sorted by `order`."""
+    stamps, flags = _CONVERTED[table.name]
     out = items or []
     for item in out:
         for name in stamps:
             value = item.get(name)
             if value is not None:
-                item[name] = datetime.fromisoformat(value).astimezone(UTC)
+                stamp = datetime.fromisoformat(value)
+                item[name] = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        for name in flags:
+            value = item.get(name)
+            if value is not None:
+                item[name] = bool(value)
+    out.sort(key=lambda item: tuple(item[name] for name in order))
     return out
 
 
@@ -109,13 +128,15 @@ async def open_turn(
     params: dict[str, Any] = {"org_id": org_id, "agent_id": agent_id, "skip_first": first, "skip_last": last}
     if new_run is not None:
         params.update((f"r_{c.name}", new_run.get(c.name)) for c in runs.c)
-    row = (await conn.execute(_statement(new_run is not None), params)).mappings().first()
+    if new_run is not None and conn.dialect.name != "postgresql":
+        raise ValueError("only PostgreSQL inserts the run in the opening statement")
+    row = (await conn.execute(_statement(conn.dialect.name, new_run is not None), params)).mappings().first()
     if row is None:
         return Opening(None, [], [], [], False)
     return Opening(
         agent={c.name: row[c.name] for c in agents.c},
-        blocks=_rows(blocks, row["blocks"]),
-        tools=_rows(tools, row["tools"]),
-        messages=_rows(messages, row["messages"]),
+        blocks=_rows(blocks, row["blocks"], "created_at", "id"),
+        tools=_rows(tools, row["tools"], "created_at", "id"),
+        messages=_rows(messages, row["messages"], "seq"),
         run_inserted=new_run is not None and row["new_run_id"] is not None,
     )
