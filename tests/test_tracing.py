@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from letta_client import Letta
 from opentelemetry import trace
@@ -295,6 +297,16 @@ def test_a_callers_traceparent_is_continued(client, traced_server, receiver):
     [request] = [s for s in spans if s["kind"] == SERVER_KIND]
     assert request["name"] == "GET /v1/agents/"
     assert request["trace_id"] == trace_id and request["parent_id"] == parent_id
+
+
+def test_a_422_body_names_its_trace(traced_server, receiver):
+    request_id = f"test-{uuid.uuid4().hex}"
+    response = httpx.post(f"{traced_server.url}/v1/agents/", json={"name": 5}, timeout=10,
+                          headers={"X-Request-Id": request_id})
+    assert response.status_code == 422
+    spans = spans_of_request(receiver, request_id, lambda ss: True)
+    assert re.fullmatch(r"[0-9a-f]{32}", response.json()["trace_id"])
+    assert response.json()["trace_id"] == spans[0]["trace_id"]
 
 
 def test_only_requests_start_traces(client, receiver):

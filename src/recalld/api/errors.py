@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recalld.errors import RecalldError
+from recalld.obs import tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +29,29 @@ def _no_retry(request: Request, status: int) -> dict[str, str]:
     return {"x-should-retry": "false"} if status in (400, 404, 413, 422) else {}
 
 
+def _unprocessable(detail: str, headers: dict[str, str]) -> JSONResponse:
+    # Letta's 422 body carries the trace id: with tracing on, the request's own (a log search key).
+    return JSONResponse({"trace_id": tracing.current_trace_id(), "detail": detail}, status_code=422, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RecalldError)
     async def _recalld_error(request: Request, exc: RecalldError) -> JSONResponse:
         headers = {**(exc.headers or {}), **_no_retry(request, exc.status_code)}
         if exc.status_code == 422:
-            return JSONResponse({"trace_id": "", "detail": exc.detail}, status_code=422, headers=headers)
+            return _unprocessable(exc.detail, headers)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = describe_validation_errors(list(exc.errors()))
-        return JSONResponse({"trace_id": "", "detail": detail}, status_code=422, headers=_no_retry(request, 422))
+        return _unprocessable(detail, _no_retry(request, 422))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             # A body that is not even text (invalid UTF-8) is malformed input like any other: 422 (R5).
-            return JSONResponse({"trace_id": "", "detail": "Invalid request: body: not valid JSON"}, status_code=422,
-                                headers=_no_retry(request, 422))
+            return _unprocessable("Invalid request: body: not valid JSON", _no_retry(request, 422))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -123,6 +123,12 @@ def current() -> Span:
     return trace.get_current_span()
 
 
+def current_trace_id() -> str:
+    """The current trace's id as 32 hex digits, or "" when no span is recording."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
 def extract(headers: list[tuple[bytes, bytes]]) -> otel_context.Context | None:
     """The caller's trace context from a W3C `traceparent` header, so recalld's spans join its trace."""
     if _tracer is None:
