@@ -47,7 +47,10 @@ async def open_state(
     """load_state in one statement which, on PostgreSQL, can also insert the run (store/turn_open.py).
     Returns (state, whether new_run was inserted)."""
     span = history.span(org_id, agent_id) if history is not None else None
-    opening = await turn_open.open_turn(conn, org_id, agent_id, skip_seqs=span, new_run=new_run)
+    # Read only past the cached rows. A cache that does not reach back to the window's start leaves a gap,
+    # which assemble_context finds.
+    from_seq = span[1] + 1 if span else 0
+    opening = await turn_open.open_turn(conn, org_id, agent_id, from_seq=from_seq, new_run=new_run)
     agent = opening.agent
     if agent is None:
         raise NotFound(f"Agent with ID {agent_id} not found")

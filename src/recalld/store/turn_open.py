@@ -30,19 +30,23 @@ class Opening:
     agent: dict | None  # None: no such agent
     blocks: list[dict]
     tools: list[dict]
-    # The system and summary messages, and the context window's rows outside skip_seqs, in seq order.
+    # The system and summary messages, and the context window's rows from from_seq on, in seq order.
     messages: list[dict]
     run_inserted: bool
 
 
-def _json_rows(dialect: str, row: sa.Alias, source: sa.FromClause, *where: sa.ColumnElement) -> sa.Label:
-    """The rows of `row` (an alias of a table) matching `where`, as one JSON array (in no particular order)."""
+def _json_rows(dialect: str, row: sa.Alias, source: sa.FromClause, *where: sa.ColumnElement, label: str,
+               one: bool = False) -> sa.Label:
+    """The rows of `row` (an alias of a table) matching `where` as one JSON array in no particular order, or
+    with `one` the single row as a JSON object."""
     if dialect == "postgresql":
-        rows = sa.func.json_agg(sa.literal_column(row.name), type_=sa.JSON)
+        whole = sa.literal_column(row.name)
+        rows = sa.func.row_to_json(whole, type_=sa.JSON) if one else sa.func.json_agg(whole, type_=sa.JSON)
     else:  # SQLite keeps JSON columns as text: json() embeds them as JSON rather than as strings
         fields = [x for c in row.c for x in (sa.literal(c.name), sa.func.json(c) if _is_json(c) else c)]
-        rows = sa.func.json_group_array(sa.func.json_object(*fields), type_=sa.JSON)
-    return sa.select(rows).select_from(source).where(*where).scalar_subquery().label(f"{row.name}s")
+        rows = sa.func.json_object(*fields) if one else sa.func.json_group_array(sa.func.json_object(*fields))
+        rows = sa.type_coerce(rows, sa.JSON)
+    return sa.select(rows).select_from(source).where(*where).scalar_subquery().label(label)
 
 
 def _is_json(column: sa.Column) -> bool:
@@ -52,13 +56,14 @@ def _is_json(column: sa.Column) -> bool:
 @functools.lru_cache(maxsize=4)
 def _statement(dialect: str, with_run: bool) -> sa.Select:
     by_agent = (agents.c.organization_id == sa.bindparam("org_id"), agents.c.id == sa.bindparam("agent_id"))
-    block, tool, message = blocks.alias("block"), tools.alias("tool"), messages.alias("message")
+    block, tool = blocks.alias("block"), tools.alias("tool")
     block_rows = _json_rows(
         dialect,
         block,
         block.join(agent_blocks, sa.and_(agent_blocks.c.organization_id == block.c.organization_id,
                                          agent_blocks.c.block_id == block.c.id)),
         agent_blocks.c.organization_id == agents.c.organization_id, agent_blocks.c.agent_id == agents.c.id,
+        label="blocks",
     )
     tool_rows = _json_rows(
         dialect,
@@ -66,22 +71,27 @@ def _statement(dialect: str, with_run: bool) -> sa.Select:
         tool.join(agent_tools, sa.and_(agent_tools.c.organization_id == tool.c.organization_id,
                                        agent_tools.c.tool_id == tool.c.id)),
         agent_tools.c.organization_id == agents.c.organization_id, agent_tools.c.agent_id == agents.c.id,
+        label="tools",
     )
-    # As messages.context_rows: the system message, the summary and the window, less what the caller holds.
-    message_rows = _json_rows(
+    # As messages.context_rows: the system message, the summary, and the window from the first row the caller
+    # does not hold. Three lookups, each an index search (one OR of them all would scan the agent's history).
+    greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    system, summary, window = (messages.alias(name) for name in ("system_message", "summary_message", "message"))
+    system_row = _json_rows(dialect, system, system, system.c.organization_id == agents.c.organization_id,
+                            system.c.id == agents.c.system_message_id, label="system_message", one=True)
+    summary_row = _json_rows(dialect, summary, summary, summary.c.organization_id == agents.c.organization_id,
+                             summary.c.id == agents.c.summary_message_id, label="summary_message", one=True)
+    window_rows = _json_rows(
         dialect,
-        message,
-        message,
-        message.c.organization_id == agents.c.organization_id,
-        message.c.agent_id == agents.c.id,
-        sa.or_(
-            message.c.id == agents.c.system_message_id,
-            message.c.id == agents.c.summary_message_id,
-            sa.and_(message.c.seq >= agents.c.context_start_seq, message.c.seq <= agents.c.last_seq,
-                    sa.not_(message.c.seq.between(sa.bindparam("skip_first"), sa.bindparam("skip_last")))),
-        ),
+        window,
+        window,
+        window.c.organization_id == agents.c.organization_id,
+        window.c.agent_id == agents.c.id,
+        window.c.seq >= greatest(agents.c.context_start_seq, sa.bindparam("from_seq")),
+        window.c.seq <= agents.c.last_seq,
+        label="messages",
     )
-    statement = sa.select(agents, block_rows, tool_rows, message_rows).where(*by_agent)
+    statement = sa.select(agents, block_rows, tool_rows, system_row, summary_row, window_rows).where(*by_agent)
     if not with_run:
         return statement
     names = [c.name for c in runs.c]
@@ -119,13 +129,11 @@ def _rows(table: sa.Table, items: list[dict] | None, *order: str) -> list[dict]:
 
 
 async def open_turn(
-    conn: AsyncConnection, org_id: str, agent_id: str, *, skip_seqs: tuple[int, int] | None,
-    new_run: dict | None = None,
+    conn: AsyncConnection, org_id: str, agent_id: str, *, from_seq: int = 0, new_run: dict | None = None
 ) -> Opening:
-    """skip_seqs: (first, last) sequence numbers the caller already holds (its history cache), not read again.
+    """from_seq: the window is read from this sequence number on (the caller holds the rows before it).
     new_run: a runs row to insert."""
-    first, last = skip_seqs or (0, -1)
-    params: dict[str, Any] = {"org_id": org_id, "agent_id": agent_id, "skip_first": first, "skip_last": last}
+    params: dict[str, Any] = {"org_id": org_id, "agent_id": agent_id, "from_seq": from_seq}
     if new_run is not None:
         params.update((f"r_{c.name}", new_run.get(c.name)) for c in runs.c)
     if new_run is not None and conn.dialect.name != "postgresql":
@@ -137,6 +145,7 @@ async def open_turn(
         agent={c.name: row[c.name] for c in agents.c},
         blocks=_rows(blocks, row["blocks"], "created_at", "id"),
         tools=_rows(tools, row["tools"], "created_at", "id"),
-        messages=_rows(messages, row["messages"], "seq"),
+        messages=_rows(messages, [m for m in (row["system_message"], row["summary_message"]) if m is not None]
+                       + (row["messages"] or []), "seq"),
         run_inserted=new_run is not None and row["new_run_id"] is not None,
     )
