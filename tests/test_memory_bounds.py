@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from recalld.agent import compaction
+from recalld.agent import compaction, convert
 from recalld.api import deps
 from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.lease import LocalLeases
@@ -146,3 +146,12 @@ def test_token_count_caches_are_bounded(monkeypatch):
         row = {"id": f"message-{i}", "role": "user", "content": [{"type": "text", "text": f"hello {i}"}]}
         assert compaction.row_tokens(row) > 0
     assert len(compaction._TOKEN_CACHE) == 100
+
+
+def test_the_chat_form_cache_is_bounded_and_keeps_the_newest(monkeypatch):
+    monkeypatch.setattr(convert, "_CHAT", convert.OrderedDict())
+    monkeypatch.setattr(convert, "_CHAT_MAX", 100)
+    for i in range(1000):
+        row = {"id": f"message-{i}", "role": "user", "content": [{"type": "text", "text": f"hello {i}"}]}
+        assert convert.chat_of(row) == {"role": "user", "content": f"hello {i}"}
+    assert len(convert._CHAT) == 100 and "message-999" in convert._CHAT

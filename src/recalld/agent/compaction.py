@@ -8,7 +8,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from recalld.agent.convert import text_of, to_chat
+from recalld.agent.convert import chat_of, text_of, to_chat
 from recalld.agent.loop import TurnState
 from recalld.agent.messages import message_row
 from recalld.agent.prompt import prompt_time
@@ -39,7 +39,7 @@ def row_tokens(row: dict) -> int:
     key = row["id"]
     cached = _TOKEN_CACHE.get(key)
     if cached is None:
-        cached = tokens.count_message(to_chat(row))
+        cached = tokens.count_message(chat_of(row))
         _TOKEN_CACHE[key] = cached
         if len(_TOKEN_CACHE) > _TOKEN_CACHE_SIZE:
             _TOKEN_CACHE.popitem(last=False)

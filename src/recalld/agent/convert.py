@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,22 @@ def to_chat(row: dict) -> dict[str, Any]:
     if role == "summary":
         return {"role": "user", "content": text_of(row)}
     return {"role": role, "content": text_of(row)}
+
+
+_CHAT: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_CHAT_MAX = 20_000
+
+
+def chat_of(row: dict) -> dict[str, Any]:
+    """to_chat for a stored message, kept by message id: stored messages don't change (the system message,
+    rewritten in place, never comes through here), and the same rows make every turn's prompt. Read-only."""
+    key = row["id"]
+    chat = _CHAT.get(key)
+    if chat is None:
+        chat = _CHAT[key] = to_chat(row)
+        if len(_CHAT) > _CHAT_MAX:
+            _CHAT.popitem(last=False)
+    return chat
 
 
 def derive_otid(message_id: str, index: int) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from recalld import ids
-from recalld.agent.convert import MEMGPT_TYPES, derive_otid, message_date, to_chat
+from recalld.agent.convert import MEMGPT_TYPES, chat_of, derive_otid, message_date, to_chat
 from recalld.agent.memory_tools import Memory
 from recalld.agent.messages import message_row, pack_tool_result
 from recalld.agent.prompt import compile_system_message, prompt_time
@@ -64,8 +64,8 @@ class TurnState:
     def prompt_messages(self, pending: list[dict], system_override: str | None = None) -> list[dict[str, Any]]:
         messages = [{"role": "system", "content": system_override or self.system_text}]
         if self.summary is not None:
-            messages.append(to_chat(self.summary))
-        messages.extend(to_chat(r) for r in self.history)
+            messages.append(chat_of(self.summary))
+        messages.extend(chat_of(r) for r in self.history)
         messages.extend(to_chat(r) for r in pending)
         return messages
 
