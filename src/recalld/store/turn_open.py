@@ -43,7 +43,8 @@ def _json_rows(dialect: str, row: sa.Alias, source: sa.FromClause, *where: sa.Co
         whole = sa.literal_column(row.name)
         rows = sa.func.row_to_json(whole, type_=sa.JSON) if one else sa.func.json_agg(whole, type_=sa.JSON)
     else:  # SQLite keeps JSON columns as text: json() embeds them as JSON rather than as strings
-        fields = [x for c in row.c for x in (sa.literal(c.name), sa.func.json(c) if _is_json(c) else c)]
+        # Keys as SQL text, not bound parameters: a hundred of them would be processed on every execution.
+        fields = [x for c in row.c for x in (sa.literal_column(f"'{c.name}'"), sa.func.json(c) if _is_json(c) else c)]
         rows = sa.func.json_object(*fields) if one else sa.func.json_group_array(sa.func.json_object(*fields))
         rows = sa.type_coerce(rows, sa.JSON)
     return sa.select(rows).select_from(source).where(*where).scalar_subquery().label(label)
