@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import redis.asyncio as aioredis
 import sqlalchemy as sa
 
 from recalld import ids
@@ -88,6 +89,26 @@ async def test_only_the_holder_can_release_or_renew():
     await store.release(agent, "token-a")
     assert await store.try_acquire(agent, "token-b", 5)
     await store.close()
+
+
+async def test_a_redis_acquire_whose_reply_is_late_is_asked_again():
+    """A reply later than the socket timeout (Redis stalled, or this process paused) is not yet Redis being
+    down: the acquire is asked once more, and acquiring again with the holder's own token grants it."""
+    store = redis_store()
+    admin = aioredis.from_url(REDIS_URL)
+    agent = ids.new_id("agent")
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # past the store's 1 s socket timeout
+        started = time.monotonic()
+        assert await store.try_acquire(agent, "token-a", 5)
+        assert time.monotonic() - started > 1.0  # the first call timed out; the second was answered
+        assert not await store.try_acquire(agent, "token-b", 5)
+        assert await store.try_acquire(agent, "token-a", 5)  # the holder again: granted, not refused
+        assert 4000 < await admin.pttl(store._key(agent)) <= 5000
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+        await store.close()
 
 
 async def test_expired_lease_can_be_taken_over(pg_router):
