@@ -41,7 +41,7 @@ class Lease:
     renewals: int = field(default=0)
     released: bool = False  # dropped by the turn's last commit
     waited: bool = False  # another instance held the agent when this turn arrived
-    # What hold()'s first_tx returned, when it ran inside the lease's own transaction (the PostgreSQL table).
+    # What hold()'s first_tx returned, when it ran on the connection that took the lease (the PostgreSQL table).
     opened: bool = False
     opening: Any = None
 
@@ -70,8 +70,8 @@ class TurnLeases:
                    on_renew: Callable[[], Awaitable[None]] | None = None,
                    first_tx: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> AsyncIterator[Lease]:
         """Hold the agent for one turn; waiters queue for up to wait_s, then get 409. When the lease is a
-        PostgreSQL row, first_tx runs in the transaction that takes it (lease.opened, lease.opening); with
-        other backends the caller runs its first transaction itself."""
+        PostgreSQL row, first_tx runs on the connection that took it, right after (lease.opened, lease.opening);
+        with other backends the caller runs its opening itself."""
         started = time.monotonic()
         contended = self.local.queued(agent_id) > 0
         async with self.local.hold(agent_id, wait_s):

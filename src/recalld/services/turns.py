@@ -1,6 +1,6 @@
 """Turns: one input and the agent steps it triggers, one at a time per agent (ARCHITECTURE.md, the path
 of a message). The lease queues turns; each step reads nothing inside a transaction while the model
-thinks, and commits in one short transaction behind the fence."""
+thinks, and commits atomically behind the fence (one statement on PostgreSQL, see store/step_commit.py)."""
 
 from __future__ import annotations
 
@@ -155,8 +155,8 @@ class TurnService:
     async def _hold(
         self, org_id: str, agent_id: str, opening: Callable[[AsyncConnection], Awaitable[Any]] | None = None
     ) -> AsyncIterator[tuple[Lease, RunHeartbeat]]:
-        """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive. The turn's
-        opening transaction rides along with a PostgreSQL lease's own (see TurnLeases.hold)."""
+        """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive. With a
+        PostgreSQL lease, the turn's opening runs on the lease's connection right after it (see TurnLeases.hold)."""
         beat = RunHeartbeat(self.router, org_id)
         async with self.leases.hold(org_id, agent_id, self.settings.lease_wait_s, on_renew=beat,
                                     first_tx=opening) as lease:
@@ -329,7 +329,7 @@ class TurnService:
     ) -> dict:
         org_id = caller.org_id
         try:
-            if lease.opened:  # it ran in the lease's transaction
+            if lease.opened:  # it ran right after the PostgreSQL lease, on the lease's connection
                 state, run, replay, committed = lease.opening
             else:  # reads and at most one write: no transaction needed around them
                 async with self.router.statement(org_id) as conn:
