@@ -54,26 +54,18 @@ def _is_json(column: sa.Column) -> bool:
     return isinstance(column.type, sa.JSON)
 
 
+def _attached(dialect: str, row: sa.Alias, link: sa.Table, link_id: sa.Column, *, label: str) -> sa.Label:
+    """The rows of `row` the agent is linked to through `link` (agent_blocks, agent_tools), as one JSON array."""
+    source = row.join(link, sa.and_(link.c.organization_id == row.c.organization_id, link_id == row.c.id))
+    return _json_rows(dialect, row, source, link.c.organization_id == agents.c.organization_id,
+                      link.c.agent_id == agents.c.id, label=label)
+
+
 @functools.lru_cache(maxsize=4)
 def _statement(dialect: str, with_run: bool) -> sa.Select:
     by_agent = (agents.c.organization_id == sa.bindparam("org_id"), agents.c.id == sa.bindparam("agent_id"))
-    block, tool = blocks.alias("block"), tools.alias("tool")
-    block_rows = _json_rows(
-        dialect,
-        block,
-        block.join(agent_blocks, sa.and_(agent_blocks.c.organization_id == block.c.organization_id,
-                                         agent_blocks.c.block_id == block.c.id)),
-        agent_blocks.c.organization_id == agents.c.organization_id, agent_blocks.c.agent_id == agents.c.id,
-        label="blocks",
-    )
-    tool_rows = _json_rows(
-        dialect,
-        tool,
-        tool.join(agent_tools, sa.and_(agent_tools.c.organization_id == tool.c.organization_id,
-                                       agent_tools.c.tool_id == tool.c.id)),
-        agent_tools.c.organization_id == agents.c.organization_id, agent_tools.c.agent_id == agents.c.id,
-        label="tools",
-    )
+    block_rows = _attached(dialect, blocks.alias("block"), agent_blocks, agent_blocks.c.block_id, label="blocks")
+    tool_rows = _attached(dialect, tools.alias("tool"), agent_tools, agent_tools.c.tool_id, label="tools")
     # As messages.context_rows: the system message, the summary, and the window from the first row the caller
     # does not hold. Three lookups, each an index search (one OR of them all would scan the agent's history).
     greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
