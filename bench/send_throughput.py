@@ -25,6 +25,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from calibrate import calibration_ms
+
 FIGURES = ("ops_per_s", "p50", "p95", "p99", "cpu_ms_per_op")
 TARGET_MSGS_PER_S = 100
 TARGET_CPU_MS = 5
@@ -52,6 +54,7 @@ def bench_once(args: argparse.Namespace, backend: str, concurrency: int, out_dir
         psql(args.pg_admin, f'CREATE DATABASE "{name}"')
         db_uri = args.pg_admin.rsplit("/", 1)[0] + f"/{name}"
         cmd += ["--pg-uri", db_uri]
+    calibration = calibration_ms()
     try:
         print("$ " + " ".join(cmd[1:] if cmd[0] == sys.executable else cmd), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -75,6 +78,8 @@ def bench_once(args: argparse.Namespace, backend: str, concurrency: int, out_dir
         # CPU spent by everything else on the machine during the phase (other jobs; PostgreSQL's own work).
         "other_cpu_s": send.get("other_cpu_s"),
         "duration_s": send["duration_s"],
+        # CPU ms of bench/calibrate.py's fixed workload just before the run: how fast the machine was.
+        "calibration_ms": calibration,
     }
 
 
@@ -128,6 +133,7 @@ def main() -> int:
             median = {f: round(statistics.median(r[f] for r in runs), 2) for f in FIGURES}
             db = [r["db_cpu_ms_per_op"] for r in runs if r["db_cpu_ms_per_op"] is not None]
             median["db_cpu_ms_per_op"] = round(statistics.median(db), 2) if db else None
+            median["calibration_ms"] = round(statistics.median(r["calibration_ms"] for r in runs), 1)
             summary[key] = {"median": median, "runs": runs}
             med = summary[key]["median"]
             others = ", ".join(f"{r['other_cores']:.2f}" for r in runs)
@@ -135,7 +141,8 @@ def main() -> int:
                 f"  {key}: {med['ops_per_s']:.1f} msgs/s, p50 {med['p50']:.1f} ms, p95 {med['p95']:.1f} ms, "
                 f"p99 {med['p99']:.1f} ms, {med['cpu_ms_per_op']:.2f} server CPU ms/msg, "
                 f"{_ms(med['db_cpu_ms_per_op'])} PostgreSQL CPU ms/msg "
-                f"(cores used by other processes during each run: {others})",
+                f"(cores used by other processes during each run: {others}; "
+                f"calibration {med['calibration_ms']:.1f} ms CPU, see bench/calibrate.py)",
                 flush=True,
             )
     out_root.mkdir(parents=True, exist_ok=True)
@@ -147,7 +154,7 @@ def main() -> int:
         f"(targets: >= {TARGET_MSGS_PER_S} msgs/s, <= {TARGET_CPU_MS} ms server CPU/msg)"
     )
     header = f"{'backend@concurrency':<20} {'msgs/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
-    header += f" {'CPU ms/msg':>11} {'DB ms/msg':>10}  met"
+    header += f" {'CPU ms/msg':>11} {'DB ms/msg':>10} {'calib ms':>9}  met"
     print(header)
     all_met = True
     for key, result in summary.items():
@@ -156,8 +163,10 @@ def main() -> int:
         all_met &= met
         print(
             f"{key:<20} {med['ops_per_s']:>8.1f} {med['p50']:>8.1f} {med['p95']:>8.1f} {med['p99']:>8.1f} "
-            f"{med['cpu_ms_per_op']:>11.2f} {_ms(med['db_cpu_ms_per_op']):>10}  {'yes' if met else 'NO'}"
+            f"{med['cpu_ms_per_op']:>11.2f} {_ms(med['db_cpu_ms_per_op']):>10} {med['calibration_ms']:>9.1f}"
+            f"  {'yes' if met else 'NO'}"
         )
+    print("calib ms: CPU of bench/calibrate.py's fixed workload before each run (median); it grows on a slow machine")
     print(f"summary: {out_root / 'summary.json'}")
     return 0 if all_met else 1
 
