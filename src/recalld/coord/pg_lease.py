@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.driver_statement import DriverStatement
 from recalld.store.router import StoreRouter
 from recalld.store.schema import agent_leases
 
@@ -33,6 +34,7 @@ _ACQUIRE = _insert.on_conflict_do_update(
           "expires_at": _insert.excluded.expires_at},
     where=agent_leases.c.expires_at < sa.func.now(),
 ).returning(agent_leases.c.token)
+_ACQUIRE_ON_DRIVER = DriverStatement(_ACQUIRE)  # once per turn: SQLAlchemy's per-execution work skipped
 
 
 class PgLeaseStore:
@@ -49,7 +51,8 @@ class PgLeaseStore:
         params = {"org_id": org_id, "agent_id": agent_id, "holder": holder, "token": token,
                   "ttl": timedelta(seconds=ttl_s)}
         async with self.router.statement(org_id) as conn:
-            granted = (await conn.execute(_ACQUIRE, params)).scalar_one_or_none() == token
+            rows = await _ACQUIRE_ON_DRIVER.fetch(conn, params)
+            granted = bool(rows) and rows[0]["token"] == token
             if not granted or then is None:
                 return granted, None
             try:

@@ -7,8 +7,8 @@ statement returns no row. One statement commits atomically on its own, so it nee
 either: one round trip instead of eight, at roughly the same CPU cost per round trip as a whole statement.
 
 Statements are built once per shape (which agent and run columns are set, how many messages) with named
-bind parameters, and reused. No parameter is named like a column: SQLAlchemy would add it to an UPDATE's
-SET.
+bind parameters, and reused; asyncpg runs them directly (store.driver_statement). No parameter is named
+like a column: SQLAlchemy would add it to an UPDATE's SET.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.driver_statement import DriverStatement
 from recalld.store.schema import agent_leases, agents, messages, runs, steps
 
 
@@ -27,6 +28,11 @@ def _binds(table: sa.Table, prefix: str, names: tuple[str, ...]) -> dict[str, sa
 
 
 @functools.lru_cache(maxsize=128)
+def _on_driver(agent_keys: tuple[str, ...], n_messages: int, with_step: bool, run_keys: tuple[str, ...],
+               with_lease: bool) -> DriverStatement:
+    return DriverStatement(_statement(agent_keys, n_messages, with_step, run_keys, with_lease))
+
+
 def _statement(agent_keys: tuple[str, ...], n_messages: int, with_step: bool, run_keys: tuple[str, ...],
                with_lease: bool) -> sa.Select:
     cas = (
@@ -85,7 +91,7 @@ async def commit_in_one_statement(
     """Write the step if the agent's last_seq is still expected_seq; False (and nothing written) if not."""
     agent_keys = tuple(sorted(agent_values))
     run_keys = tuple(sorted(run_values or ()))
-    statement = _statement(agent_keys, len(message_rows), step_row is not None, run_keys, lease_token is not None)
+    statement = _on_driver(agent_keys, len(message_rows), step_row is not None, run_keys, lease_token is not None)
     params: dict[str, Any] = {"w_org_id": org_id, "w_agent_id": agent_id, "w_expected_seq": expected_seq,
                               "w_run_id": run_id, "w_lease_token": lease_token}
     params.update((f"a_{k}", v) for k, v in agent_values.items())
@@ -95,4 +101,4 @@ async def commit_in_one_statement(
         params.update((f"s_{c.name}", step_row.get(c.name)) for c in steps.c)
     if run_values:
         params.update((f"r_{k}", v) for k, v in run_values.items())
-    return (await conn.execute(statement, params)).first() is not None
+    return bool(await statement.fetch(conn, params))

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.driver_statement import DriverStatement
 from recalld.store.schema import agent_blocks, agent_tools, agents, blocks, messages, runs, tools
 from recalld.store.types import UTCDateTime
 
@@ -93,6 +94,11 @@ def _statement(dialect: str, with_run: bool) -> sa.Select:
     return statement.add_columns(sa.select(new_run.c.id).scalar_subquery().label("new_run_id"))
 
 
+@functools.lru_cache(maxsize=2)
+def _on_driver(with_run: bool) -> DriverStatement:
+    return DriverStatement(_statement("postgresql", with_run))
+
+
 # What JSON cannot carry as the column's own type: timestamps (ISO text) and, from SQLite, booleans (0/1).
 _CONVERTED = {
     table.name: (
@@ -131,7 +137,11 @@ async def open_turn(
         params.update((f"r_{c.name}", new_run.get(c.name)) for c in runs.c)
     if new_run is not None and conn.dialect.name != "postgresql":
         raise ValueError("only PostgreSQL inserts the run in the opening statement")
-    row = (await conn.execute(_statement(conn.dialect.name, new_run is not None), params)).mappings().first()
+    if conn.dialect.name == "postgresql":  # once per turn: asyncpg runs it without SQLAlchemy's per-execution work
+        rows = await _on_driver(new_run is not None).fetch(conn, params)
+        row = rows[0] if rows else None
+    else:
+        row = (await conn.execute(_statement(conn.dialect.name, False), params)).mappings().first()
     if row is None:
         return Opening(None, [], [], [], False)
     return Opening(
