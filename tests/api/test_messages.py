@@ -4,13 +4,14 @@ paging, compaction, concurrency and idempotency (contract 4, 8; rules R8–R10, 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
 
 import httpx
 import pytest
-from letta_client import APIStatusError, ConflictError, NotFoundError, UnprocessableEntityError
+from letta_client import APIStatusError, ConflictError, Letta, NotFoundError, UnprocessableEntityError
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -183,6 +184,59 @@ def test_provider_500_is_502_with_its_message_and_the_run_fails(client):
     [run] = client.runs.list(agent_id=agent.id).items
     assert run.status == "failed" and run.stop_reason == "llm_api_error"
     assert client.agents.retrieve(agent.id).last_stop_reason == "llm_api_error"
+
+
+def test_a_failure_after_a_committed_step_tells_the_sdk_not_to_retry_it(server):
+    # The SDK retries a 5xx unless told not to; a blind retry here would run the committed tool step again
+    # (contract R9). With x-should-retry: false it gives up after one attempt and the step ran once.
+    retrying = Letta(base_url=server.url, max_retries=2, timeout=30)
+    agent = retrying.agents.create(model=MODEL, memory_blocks=[{"label": "human", "value": "Name: Sam"}])
+    script = call("memory_insert", label="human", new_string="Likes: chess") + " THEN FAIL 500"
+    with pytest.raises(APIStatusError) as e:
+        retrying.agents.messages.create(agent.id, messages=[user(script)])
+    assert e.value.status_code == 502 and e.value.response.headers["x-should-retry"] == "false"
+    assert retrying.agents.blocks.retrieve("human", agent_id=agent.id).value.count("Likes: chess") == 1
+    assert [m.content for m in history(retrying, agent.id) if m.message_type == "user_message"] == [script]
+
+
+def test_an_internal_error_after_a_committed_step_is_not_retried_either(server):
+    if server.backend != "postgres":
+        pytest.skip("the failure is a PostgreSQL trigger")
+    retrying = Letta(base_url=server.url, max_retries=2, timeout=30)
+    agent = retrying.agents.create(model=MODEL, memory_blocks=[{"label": "human", "value": "Name: Sam"}])
+    # The database refuses this agent's second step: the first step (the tool call) is committed, then the
+    # turn fails with an error of no known kind, a 500.
+    function, trigger = f"fail_{uuid.uuid4().hex[:8]}", f"second_step_{uuid.uuid4().hex[:8]}"
+    _psql(server, f"""
+        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.agent_id = '{agent.id}' AND EXISTS (SELECT 1 FROM steps WHERE agent_id = NEW.agent_id) THEN
+            RAISE EXCEPTION 'injected failure';
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER {trigger} BEFORE INSERT ON steps FOR EACH ROW EXECUTE FUNCTION {function}();""")
+    try:
+        with pytest.raises(APIStatusError) as e:
+            retrying.agents.messages.create(
+                agent.id, messages=[user(call("memory_insert", label="human", new_string="Likes: go"))]
+            )
+    finally:
+        _psql(server, f"DROP TRIGGER {trigger} ON steps; DROP FUNCTION {function}();")
+    assert e.value.status_code == 500 and e.value.response.headers["x-should-retry"] == "false"
+    assert e.value.body == {"detail": "An unknown error occurred"}  # nothing of the database's error leaks
+    assert retrying.agents.blocks.retrieve("human", agent_id=agent.id).value.count("Likes: go") == 1
+
+
+def _psql(server, sql: str) -> None:  # noqa: ANN001
+    subprocess.run(["psql", server.env["RECALLD_PG_URI"], "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
+
+
+def test_a_failure_before_any_step_committed_may_be_retried(client):
+    agent = client.agents.create(model=MODEL)
+    with pytest.raises(APIStatusError) as e:
+        client.agents.messages.create(agent.id, messages=[user("FAIL 503")])
+    assert e.value.status_code == 502 and "x-should-retry" not in e.value.response.headers
 
 
 def test_provider_429_is_429(client):

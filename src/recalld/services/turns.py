@@ -438,6 +438,8 @@ class TurnService:
             raise
         except (asyncio.CancelledError, Exception) as e:
             await asyncio.shield(self._fail(org_id, state, run_id, "error", f"{type(e).__name__}", usage, step_count))
+            if committed_steps and isinstance(e, Exception) and (error := _not_to_be_retried(e, run_id)) is not e:
+                raise error from e
             raise
         finally:
             self._cancel.pop(run_id, None)
@@ -712,3 +714,14 @@ def _signal_start(started: asyncio.Future | None, run: dict) -> None:
 def _fail_start(started: asyncio.Future | None, error: BaseException) -> None:
     if started is not None and not started.done():
         started.set_exception(error)
+
+
+def _not_to_be_retried(error: Exception, run_id: str) -> RecalldError:
+    """The error a send answers with when it fails after some of its steps were committed: the SDK retries
+    a 5xx unless told not to, and a blind retry would run those steps again (contract R9). A retry with the
+    same otid continues the turn instead."""
+    if not isinstance(error, RecalldError):
+        log.error("run %s failed after committed steps", run_id, exc_info=error)
+        error = RecalldError("An unknown error occurred")
+    error.headers = {**(error.headers or {}), "x-should-retry": "false"}
+    return error

@@ -5,6 +5,8 @@ Script (directives may appear anywhere in the last user message, and combine):
   * `CALL <tool> <json-args>`     → a call of <tool> when the request offers it; once the tool's result
                                     comes back (last message role `tool`), reply `done <tool>`
   * `FAIL <status>`               → answer that HTTP status with an OpenAI-style error body
+  * `THEN FAIL <status>`          → the same, but only once a tool's result has come back (a failure after a
+                                    committed step)
   * `SLOW <ms>`                   → wait that long before answering
 
 It lives in the installed package so that `recalld bench --fake-llm` can run it without the repository; the
@@ -48,11 +50,13 @@ class Script:
 
     text: str
     fail_status: int | None = None
+    fail_after_tool_status: int | None = None
     slow_ms: int = 0
     call: tuple[str, dict[str, Any]] | None = None
 
 
-_FAIL = re.compile(r"\bFAIL\s+(\d{3})\b")
+_FAIL = re.compile(r"(?<!THEN )\bFAIL\s+(\d{3})\b")
+_THEN_FAIL = re.compile(r"\bTHEN\s+FAIL\s+(\d{3})\b")
 _SLOW = re.compile(r"\bSLOW\s+(\d+)\b")
 _CALL = re.compile(r"\bCALL\s+([A-Za-z_][\w.-]*)")
 
@@ -76,6 +80,8 @@ def parse_script(text: str) -> Script:
     script = Script(text=text)
     if m := _FAIL.search(text):
         script.fail_status = int(m.group(1))
+    if m := _THEN_FAIL.search(text):
+        script.fail_after_tool_status = int(m.group(1))
     if m := _SLOW.search(text):
         script.slow_ms = int(m.group(1))
     if m := _CALL.search(text):
@@ -378,8 +384,11 @@ class ScriptedOpenAI(ScriptedServer):
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
         script = parse_script(_message_text(last_user.get("content")))
         self._wait(script.slow_ms)
-        if script.fail_status is not None:
-            self.send_error_body(handler, script.fail_status, f"scripted failure {script.fail_status}")
+        fail = script.fail_status
+        if fail is None and messages and messages[-1].get("role") == "tool":
+            fail = script.fail_after_tool_status
+        if fail is not None:
+            self.send_error_body(handler, fail, f"scripted failure {fail}")
             return
         model = body.get("model", "")
         if model not in self.models:
