@@ -75,6 +75,12 @@ def _statement(agent_keys: tuple[str, ...], n_messages: int, with_step: bool, ru
     return sa.select(cas.c.id).add_cte(*writes)
 
 
+@functools.lru_cache(maxsize=256)
+def _keys(table: str, prefix: str) -> tuple[tuple[str, str], ...]:
+    """(parameter name, column name) for a row of the table: made once, not on every commit."""
+    return tuple((f"{prefix}{c.name}", c.name) for c in {"messages": messages, "steps": steps}[table].c)
+
+
 async def commit_in_one_statement(
     conn: AsyncConnection,
     *,
@@ -96,9 +102,9 @@ async def commit_in_one_statement(
                               "w_run_id": run_id, "w_lease_token": lease_token}
     params.update((f"a_{k}", v) for k, v in agent_values.items())
     for i, row in enumerate(message_rows):
-        params.update((f"m{i}_{c.name}", row.get(c.name)) for c in messages.c)
+        params.update((key, row.get(name)) for key, name in _keys("messages", f"m{i}_"))
     if step_row is not None:
-        params.update((f"s_{c.name}", step_row.get(c.name)) for c in steps.c)
+        params.update((key, step_row.get(name)) for key, name in _keys("steps", "s_"))
     if run_values:
         params.update((f"r_{k}", v) for k, v in run_values.items())
     return bool(await statement.fetch(conn, params))
