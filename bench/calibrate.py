@@ -41,5 +41,21 @@ def calibration_ms(rounds: int = 4000, repeats: int = 5) -> float:
     return round(statistics.median(samples), 1)
 
 
+def chunk_ms(pause_s: float, chunks: int = 400, rounds: int = 10) -> float:
+    """CPU milliseconds of a small piece of the workload (about 0.3 ms) when the process pauses for pause_s
+    between pieces, as a server does between requests at a low rate."""
+    start = time.process_time()
+    for _ in range(chunks):
+        _workload(rounds)
+        if pause_s:
+            time.sleep(pause_s)
+    return (time.process_time() - start) * 1000 / chunks
+
+
 if __name__ == "__main__":
+    import sys
+
     print(f"calibration: {calibration_ms()} ms CPU")
+    if "--pauses" in sys.argv:  # the same work costs more CPU when the process sleeps between pieces of it
+        for pause_ms in (0, 1, 10, 30):
+            print(f"pause {pause_ms:>2} ms between pieces: {chunk_ms(pause_ms / 1000):.3f} ms CPU per piece")
