@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.attached import Attached
 from recalld.store.paging import page
 from recalld.store.schema import agent_blocks, blocks
 
@@ -73,64 +74,10 @@ def attached_count(org_id: str):
     )
 
 
-_OF_AGENT = (
-    sa.select(blocks)
-    .join(
-        agent_blocks,
-        sa.and_(agent_blocks.c.organization_id == blocks.c.organization_id, agent_blocks.c.block_id == blocks.c.id),
-    )
-    .where(
-        agent_blocks.c.organization_id == sa.bindparam("org_id"), agent_blocks.c.agent_id == sa.bindparam("agent_id")
-    )
-    .order_by(blocks.c.created_at, blocks.c.id)
-)
-
-
-async def for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[dict]:
-    """The agent's blocks in (created_at, id) order."""
-    rows = (await conn.execute(_OF_AGENT, {"org_id": org_id, "agent_id": agent_id})).mappings()
-    return [dict(r) for r in rows]
-
-
-async def for_agents(conn: AsyncConnection, org_id: str, agent_ids: list[str]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {a: [] for a in agent_ids}
-    if not agent_ids:
-        return out
-    rows = (
-        await conn.execute(
-            sa.select(agent_blocks.c.agent_id, blocks)
-            .join(
-                agent_blocks,
-                sa.and_(
-                    agent_blocks.c.organization_id == blocks.c.organization_id,
-                    agent_blocks.c.block_id == blocks.c.id,
-                ),
-            )
-            .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id.in_(agent_ids))
-            .order_by(blocks.c.created_at, blocks.c.id)
-        )
-    ).mappings()
-    for r in rows:
-        d = dict(r)
-        out[d.pop("agent_id")].append(d)
-    return out
-
-
-async def agent_page(
-    conn: AsyncConnection, org_id: str, agent_id: str, *, before, after, limit: int, ascending: bool
-) -> list[dict]:
-    query = (
-        sa.select(blocks)
-        .join(
-            agent_blocks,
-            sa.and_(
-                agent_blocks.c.organization_id == blocks.c.organization_id,
-                agent_blocks.c.block_id == blocks.c.id,
-            ),
-        )
-        .where(agent_blocks.c.organization_id == org_id, agent_blocks.c.agent_id == agent_id)
-    )
-    return await page(conn, query, blocks, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
+_ATTACHED = Attached(blocks, agent_blocks, agent_blocks.c.block_id)
+for_agent = _ATTACHED.for_agent  # the agent's blocks in (created_at, id) order
+for_agents = _ATTACHED.for_agents
+agent_page = _ATTACHED.agent_page
 
 
 async def agent_ids_of(conn: AsyncConnection, org_id: str, block_id: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.attached import Attached
 from recalld.store.paging import page
 from recalld.store.schema import agent_tools, tools
 
@@ -65,54 +66,10 @@ async def list_page(
     return await page(conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
 
 
-def _joined():
-    return sa.select(tools).join(
-        agent_tools,
-        sa.and_(agent_tools.c.organization_id == tools.c.organization_id, agent_tools.c.tool_id == tools.c.id),
-    )
-
-
-_OF_AGENT = (
-    _joined()
-    .where(agent_tools.c.organization_id == sa.bindparam("org_id"), agent_tools.c.agent_id == sa.bindparam("agent_id"))
-    .order_by(tools.c.created_at, tools.c.id)
-)
-
-
-async def for_agent(conn: AsyncConnection, org_id: str, agent_id: str) -> list[dict]:
-    rows = (await conn.execute(_OF_AGENT, {"org_id": org_id, "agent_id": agent_id})).mappings()
-    return [dict(r) for r in rows]
-
-
-async def for_agents(conn: AsyncConnection, org_id: str, agent_ids: list[str]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {a: [] for a in agent_ids}
-    if not agent_ids:
-        return out
-    rows = (
-        await conn.execute(
-            sa.select(agent_tools.c.agent_id, tools)
-            .join(
-                agent_tools,
-                sa.and_(
-                    agent_tools.c.organization_id == tools.c.organization_id,
-                    agent_tools.c.tool_id == tools.c.id,
-                ),
-            )
-            .where(agent_tools.c.organization_id == org_id, agent_tools.c.agent_id.in_(agent_ids))
-            .order_by(tools.c.created_at, tools.c.id)
-        )
-    ).mappings()
-    for r in rows:
-        d = dict(r)
-        out[d.pop("agent_id")].append(d)
-    return out
-
-
-async def agent_page(
-    conn: AsyncConnection, org_id: str, agent_id: str, *, before, after, limit: int, ascending: bool
-) -> list[dict]:
-    query = _joined().where(agent_tools.c.organization_id == org_id, agent_tools.c.agent_id == agent_id)
-    return await page(conn, query, tools, org_id=org_id, before=before, after=after, limit=limit, ascending=ascending)
+_ATTACHED = Attached(tools, agent_tools, agent_tools.c.tool_id)
+for_agent = _ATTACHED.for_agent  # the agent's tools in (created_at, id) order
+for_agents = _ATTACHED.for_agents
+agent_page = _ATTACHED.agent_page
 
 
 async def attached_ids(conn: AsyncConnection, org_id: str, agent_id: str) -> set[str]:
