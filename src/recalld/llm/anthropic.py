@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from recalld.errors import ProviderError
-from recalld.llm.http import ProviderHTTP, client_timeout, iter_lines
-from recalld.llm.retry import ProviderHTTPError, as_api_error, http_error, with_retries
+from recalld.llm.endpoint import ProviderEndpoint
+from recalld.llm.http import ProviderHTTP, iter_lines
+from recalld.llm.retry import ProviderHTTPError, as_api_error
 from recalld.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -244,17 +244,14 @@ def _finish_reason(stop_reason: str | None) -> str | None:
     return _STOP_REASONS.get(stop_reason, stop_reason)
 
 
-class AnthropicChatClient:
+class AnthropicChatClient(ProviderEndpoint):
     def __init__(self, http: ProviderHTTP, *, provider_name: str, base_url: str, api_key: str | None,
                  timeout_s: float, max_retries: int = 2):
-        self.http = http
-        self.provider_name = provider_name
-        self.url = base_url.rstrip("/") + "/messages"
-        self.headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
         if api_key:
-            self.headers["x-api-key"] = api_key
-        self.timeout = client_timeout(timeout_s)
-        self.max_retries = max_retries
+            headers["x-api-key"] = api_key
+        super().__init__(http, provider_name=provider_name, url=base_url.rstrip("/") + "/messages",
+                         headers=headers, timeout_s=timeout_s, max_retries=max_retries)
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         system, messages = translate_messages(request.messages)
@@ -275,26 +272,12 @@ class AnthropicChatClient:
             body["stream"] = True
         return body
 
-    def _malformed(self, what: str) -> ProviderError:
-        return as_api_error(self.provider_name, ValueError(f"malformed {what}"))
-
     async def complete(self, request: ChatRequest) -> ChatResponse:
         body = orjson.dumps(self._body(request, stream=False))
 
-        async def call() -> dict:
-            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
-            if response.status >= 400:
-                raise await http_error(response)
-            async with response:
-                content = await response.read()
-            try:
-                return orjson.loads(content)
-            except ValueError as e:
-                raise self._malformed(f"response: {content.decode('utf-8', 'replace')[:200]}") from e
-
-        data = await with_retries(self.provider_name, call, max_retries=self.max_retries)
+        data = await self.post_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-            raise self._malformed(f"response: {str(data)[:200]}")
+            raise self.malformed(f"response: {str(data)[:200]}")
         text_parts: list[str] = []
         reasoning_parts: list[str] = []
         calls: list[ToolCall] = []
@@ -320,14 +303,7 @@ class AnthropicChatClient:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = orjson.dumps(self._body(request, stream=True))
 
-        async def open_stream() -> aiohttp.ClientResponse:
-            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
-            if response.status >= 400:
-                raise await http_error(response)
-            return response
-
-        # Retries happen only before the first byte: once deltas went out, a retry would repeat them.
-        response = await with_retries(self.provider_name, open_stream, max_retries=self.max_retries)
+        response = await self.open_stream(body)
         text_parts: list[str] = []
         reasoning_parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}  # tool-call ordinal → id, name, arguments
@@ -388,7 +364,7 @@ class AnthropicChatClient:
         except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
         except ValueError as e:
-            raise self._malformed(f"stream event: {e}") from e
+            raise self.malformed(f"stream event: {e}") from e
         finally:
             response.release()
         if not finished and finish_reason is None:

@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from recalld.llm.http import ProviderHTTP, client_timeout, iter_lines
-from recalld.llm.retry import as_api_error, http_error, with_retries
+from recalld.llm.endpoint import ProviderEndpoint
+from recalld.llm.http import ProviderHTTP, iter_lines
+from recalld.llm.retry import as_api_error
 from recalld.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -35,7 +36,7 @@ def _usage(raw: dict | None) -> Usage:
     )
 
 
-class OpenAIChatClient:
+class OpenAIChatClient(ProviderEndpoint):
     def __init__(
         self,
         http: ProviderHTTP,
@@ -46,14 +47,11 @@ class OpenAIChatClient:
         timeout_s: float,
         max_retries: int = 2,
     ):
-        self.http = http
-        self.provider_name = provider_name
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        self.timeout = client_timeout(timeout_s)
-        self.max_retries = max_retries
+            headers["Authorization"] = f"Bearer {api_key}"
+        super().__init__(http, provider_name=provider_name, url=base_url.rstrip("/") + "/chat/completions",
+                         headers=headers, timeout_s=timeout_s, max_retries=max_retries)
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model, "messages": request.messages}
@@ -74,24 +72,12 @@ class OpenAIChatClient:
         # orjson both ways: the prompt is re-encoded every step and is the largest thing a turn serialises.
         body = orjson.dumps(self._body(request, stream=False))
 
-        async def call() -> dict:
-            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
-            if response.status >= 400:
-                raise await http_error(response)
-            async with response:
-                content = await response.read()
-            try:
-                return orjson.loads(content)
-            except ValueError as e:  # a 200 that is not JSON (a proxy's HTML page) is the provider's failure too
-                text = content.decode("utf-8", "replace")[:200]
-                raise as_api_error(self.provider_name, ValueError(f"malformed response: {text}")) from e
-
-        data = await with_retries(self.provider_name, call, max_retries=self.max_retries)
+        data = await self.post_json(body)
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (KeyError, IndexError, TypeError) as e:
-            raise as_api_error(self.provider_name, ValueError(f"malformed response: {str(data)[:200]}")) from e
+            raise self.malformed(f"response: {str(data)[:200]}") from e
         calls = [
             ToolCall(
                 id=c.get("id") or f"call_{i}",
@@ -111,14 +97,7 @@ class OpenAIChatClient:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = orjson.dumps(self._body(request, stream=True))
 
-        async def open_stream() -> aiohttp.ClientResponse:
-            response = await self.http.post(self.url, data=body, headers=self.headers, timeout=self.timeout)
-            if response.status >= 400:
-                raise await http_error(response)
-            return response
-
-        # Retries happen only before the first byte: once deltas went out, a retry would repeat them.
-        response = await with_retries(self.provider_name, open_stream, max_retries=self.max_retries)
+        response = await self.open_stream(body)
         text_parts: list[str] = []
         reasoning_parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
@@ -167,7 +146,7 @@ class OpenAIChatClient:
         except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
         except ValueError as e:
-            raise as_api_error(self.provider_name, ValueError(f"malformed stream chunk: {e}")) from e
+            raise self.malformed(f"stream chunk: {e}") from e
         finally:
             response.release()
         yield ChatResponse(
