@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from recalld.api.app import create_app
+    from recalld.api.http_protocol import JSONErrorHttpToolsProtocol
 
     app = create_app(settings)
 
@@ -51,6 +52,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     config = uvicorn.Config(
         app,
+        http=JSONErrorHttpToolsProtocol,
         host=args.host or settings.listen_host,
         port=args.port or settings.listen_port,
         log_level=settings.log_level,

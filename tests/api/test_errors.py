@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -146,3 +148,21 @@ def test_errors_never_leak_tracebacks(server):
     ):
         assert r.status_code < 500
         assert "Traceback" not in r.text and 'File "' not in r.text
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /v1/agents/?name=" + b"a" * 70_000 + b" HTTP/1.1",  # over the HTTP parser's 64 KiB for a URL
+    b"GET /v1/agents/ HTTP/1.1 trailing-garbage",
+], ids=["url-over-64KiB", "malformed-request-line"])
+def test_a_request_the_http_parser_refuses_gets_a_json_400(server, request_line):
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port)) as s:
+        s.sendall(request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert "could not be parsed" in json.loads(body)["detail"]
+    assert httpx.get(f"{server.url}/v1/health/", timeout=10).status_code == 200  # the server carries on
