@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -159,6 +161,18 @@ def test_nginx_balances_over_instances_and_streams_without_buffering(start_clust
         # nginx refuses what recalld refuses, with recalld's body.
         too_big = http.post("/v1/agents/", content=b"x" * (8 * 1024 * 1024 + 1), headers={"content-type": "text/plain"})
         assert too_big.status_code == 413 and "limit is 8388608 bytes" in too_big.json()["detail"]
+        # nginx's own refusals are JSON too (R16), while the instances' own errors pass through.
+        long_url = http.get("/v1/agents/", params={"name": "a" * 10_000})
+        assert long_url.status_code == 414 and "URL under 8 KiB" in long_url.json()["detail"]
+        big_header = http.get("/v1/agents/", headers={"x-padding": "a" * 10_000})
+        assert big_header.status_code == 431 and "headers too large" in big_header.json()["detail"]
+        address = urlsplit(cluster.url)
+        with socket.create_connection((address.hostname, address.port)) as raw:
+            raw.sendall(b"GET /v1/agents/ HTTP/1.1 trailing-garbage\r\nHost: x\r\n\r\n")
+            head, _, body = raw.recv(65536).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and "could not be parsed" in json.loads(body)["detail"]
+        own_error = http.get("/v1/agents/", params={"limit": -1})
+        assert own_error.status_code == 422 and own_error.json()["detail"].startswith("Invalid request")
         [agent_id] = make_agents(http, 1, memory_blocks=[{"label": "human", "value": "Name: Sam"}])
         # A two-step turn, each model call 1.5 s: the first step's events must arrive while the second runs.
         text = "SLOW 1500 CALL memory_replace " + json.dumps(
@@ -456,6 +470,7 @@ def test_kill_9_mid_turn_other_instances_keep_serving(start_cluster, fake_openai
     interrupted = kill_instance_mid_turn(cluster, fake_openai)
     # The client of the killed instance gets nginx's 502; nginx did not send the POST to another instance.
     assert interrupted.send.status == 502
+    assert "resend it with the same otid" in json.loads(interrupted.send.error)["detail"]  # nginx's, as JSON
     assert model_calls(fake_openai, interrupted.send.text) == 1
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         agent_ids = make_agents(http, 3)
