@@ -130,3 +130,13 @@ async def test_the_run_is_inserted_with_the_opening_on_postgres_only_when_the_ag
         async with pg_router.statement(ORG) as conn:
             await open_state(conn, ORG, missing, LIMIT, None, new_run=run_row(missing))
     assert await runs_of(missing) == []
+
+    # A repeated send (same otid, or same Idempotency-Key) inserts nothing: the caller finds the first run.
+    for key in ("input_otid", "idempotency_key"):
+        first = {**run_row(agent_id), key: f"repeat-{key}"}
+        async with pg_router.statement(ORG) as conn:
+            assert (await open_state(conn, ORG, agent_id, LIMIT, None, new_run=first))[1]
+            repeat = {**run_row(agent_id), key: f"repeat-{key}"}
+            state, inserted = await open_state(conn, ORG, agent_id, LIMIT, None, new_run=repeat)
+        assert not inserted and state.agent["id"] == agent_id
+        assert repeat["id"] not in await runs_of(agent_id)

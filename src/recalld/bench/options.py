@@ -101,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="operations per phase (default: 200 for archival-insert/-search, retrieve and history pages; "
         "when given it also bounds send and contention)",
     )
+    work.add_argument(
+        "--otid",
+        action="store_true",
+        help="give every sent user message an otid, as SDK users are told to for safe retries (contract R9)",
+    )
     work.add_argument("--duration", type=float, default=None, help="stop issuing operations in a phase after S seconds")
     work.add_argument("--warmup", type=int, default=0, help="untimed operations before each phase (default 0)")
     work.add_argument("--history-length", type=int, default=200, help="messages the `history` agent has at least")

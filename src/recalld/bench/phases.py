@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ class BenchContext:
     count: int | None
     history_length: int
     page_size: int
+    otid: bool = False  # every sent user message carries an otid (idempotent sends, contract R9)
     agent_ids: list[str] = field(default_factory=list)
     contention_agent: str | None = None
     passages: list[tuple[str, str]] = field(default_factory=list)  # (agent id, text) stored by archival-insert
@@ -79,8 +81,11 @@ async def create_agent(ctx: BenchContext, http: httpx.AsyncClient, name: str) ->
     return outcome, None
 
 
-async def send_message(http: httpx.AsyncClient, agent_id: str, text: str) -> Outcome:
-    body = {"messages": [{"role": "user", "content": text}]}
+async def send_message(http: httpx.AsyncClient, agent_id: str, text: str, *, otid: bool = False) -> Outcome:
+    message = {"role": "user", "content": text}
+    if otid:  # what the README tells SDK users to do, so that a retried send is the same turn
+        message["otid"] = str(uuid.uuid4())
+    body = {"messages": [message]}
     outcome, _ = await call(http, "POST", f"/v1/agents/{agent_id}/messages", json=body)
     return outcome
 
@@ -140,7 +145,7 @@ class SendPhase(Phase):
 
     async def op(self, ctx: BenchContext, http: httpx.AsyncClient, i: int, worker: dict[str, Any]) -> Outcome:
         agent_id = ctx.agent_ids[i % len(ctx.agent_ids)]
-        return await send_message(http, agent_id, f"bench {ctx.tag} message {i}")
+        return await send_message(http, agent_id, f"bench {ctx.tag} message {i}", otid=ctx.otid)
 
 
 class ContentionPhase(Phase):
@@ -162,7 +167,7 @@ class ContentionPhase(Phase):
 
     async def op(self, ctx: BenchContext, http: httpx.AsyncClient, i: int, worker: dict[str, Any]) -> Outcome:
         assert ctx.contention_agent is not None
-        return await send_message(http, ctx.contention_agent, f"bench {ctx.tag} contended {i}")
+        return await send_message(http, ctx.contention_agent, f"bench {ctx.tag} contended {i}", otid=ctx.otid)
 
 
 def _passage_text(ctx: BenchContext, i: int) -> str:

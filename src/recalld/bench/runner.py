@@ -111,6 +111,7 @@ class Bench:
                 count=args.count,
                 history_length=args.history_length,
                 page_size=args.page_size,
+                otid=args.otid,
             )
             progress.note(f"bench {self.url}: model {model}, embedding {embedding}, phases {','.join(args.phases)}")
             try:

@@ -166,7 +166,7 @@ class TurnService:
         """A repeated send whose first copy is still running waits for it (outside the lease it holds)."""
         deadline = time.monotonic() + self.settings.lease_wait_s
         while True:
-            async with self.router.read(caller.org_id) as conn:
+            async with self.router.single_read(caller.org_id) as conn:
                 run = await runs_store.find_idempotent(
                     conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
                 )
@@ -290,9 +290,10 @@ class TurnService:
         statement of its own, so that it reads everything the previous holder committed."""
         org_id = caller.org_id
         limit = self.settings.core_memory_block_char_limit
-        # A plain send's run goes into the opening statement on PostgreSQL; otherwise it is inserted below.
-        plain = run is None and not req.idempotency_key and not req.input_otid and self.router.dialect == "postgresql"
-        fresh = self._new_run(caller, agent_id, req, status="running", run_type="send_message") if plain else None
+        # On PostgreSQL a new send's run goes into the opening statement, which inserts it unless a run with the
+        # same Idempotency-Key or otid exists; a repeated send, or SQLite, takes the path below.
+        one = run is None and self.router.dialect == "postgresql"
+        fresh = self._new_run(caller, agent_id, req, status="running", run_type="send_message") if one else None
         state, inserted = await open_state(conn, org_id, agent_id, limit, self.history, new_run=fresh)
         if inserted:
             return state, fresh, None, 0

@@ -8,9 +8,10 @@ the bind processors and the result processors SQLAlchemy compiled for them: the 
 in and out. Errors come back as SQLAlchemy would raise them: a lost connection is invalidated and raised as
 a DBAPIError with connection_invalidated set (router turns it into 503), anything else as a DBAPIError.
 
-Only for statements with named bind parameters (no expanding IN lists, no literal_execute). On connections
-from router.statement (autocommit) asyncpg runs the statement in its own implicit transaction; on any other
-connection it goes through SQLAlchemy, inside the connection's transaction.
+Only for statements with named bind parameters (no expanding IN lists, no literal_execute). On PostgreSQL
+connections from router.statement or router.single_read (autocommit) asyncpg runs the statement in its own
+implicit transaction; on any other connection, and on SQLite, it goes through SQLAlchemy, inside the
+connection's transaction.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class DriverStatement:
 
     async def fetch(self, conn: AsyncConnection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The statement's rows as dicts keyed like SQLAlchemy's mappings()."""
+        if conn.dialect.name != "postgresql":  # SQLite: through SQLAlchemy, as ever
+            return [dict(row) for row in (await conn.execute(self.statement, params)).mappings()]
         pooled = await conn.get_raw_connection()
         if not getattr(pooled.dbapi_connection, "autocommit", False):
             # In a transaction SQLAlchemy begins lazily, a statement run beside it would run outside it.

@@ -91,6 +91,19 @@ class StoreRouter:
                 yield conn
 
     @asynccontextmanager
+    async def single_read(self, organization_id: str) -> AsyncIterator[AsyncConnection]:
+        """A connection on the primary for reads that need no transaction (one statement, or statements that
+        need no snapshot in common): on PostgreSQL the autocommit connection of statement(), which saves the
+        BEGIN and ROLLBACK round trips of read(); on SQLite read()."""
+        if self._sqlite is not None:
+            async with self.read(organization_id) as conn:
+                yield conn
+            return
+        with tracing.child_span("db read", self._read_span, tracing.CLIENT):
+            async with _unavailable_on_failure(), self._primary_autocommit.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
     async def read(self, organization_id: str, *, fresh: bool = True) -> AsyncIterator[AsyncConnection]:
         """A read-only connection; `fresh=False` allows a replica that may lag behind the primary."""
         with tracing.child_span("db read", self._read_span, tracing.CLIENT):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recalld.store.driver_statement import DriverStatement
 from recalld.store.paging import page
 from recalld.store.schema import runs, steps
 
@@ -17,20 +20,28 @@ async def get(conn: AsyncConnection, org_id: str, run_id: str) -> dict | None:
     return dict(first) if first else None
 
 
+@functools.lru_cache(maxsize=3)
+def _idempotent(by_key: bool, by_otid: bool) -> DriverStatement:
+    conditions = []
+    if by_key:
+        conditions.append(runs.c.idempotency_key == sa.bindparam("key"))
+    if by_otid:
+        conditions.append(runs.c.input_otid == sa.bindparam("otid"))
+    query = sa.select(runs).where(runs.c.organization_id == sa.bindparam("org_id"),
+                                  runs.c.agent_id == sa.bindparam("agent_id"), sa.or_(*conditions))
+    return DriverStatement(query.limit(1))
+
+
 async def find_idempotent(
     conn: AsyncConnection, org_id: str, agent_id: str, *, key: str | None, otid: str | None
 ) -> dict | None:
     """The run an idempotent send names, by Idempotency-Key or by its input's otid."""
-    conditions = []
-    if key:
-        conditions.append(runs.c.idempotency_key == key)
-    if otid:
-        conditions.append(runs.c.input_otid == otid)
-    if not conditions:
+    if not key and not otid:
         return None
-    query = sa.select(runs).where(runs.c.organization_id == org_id, runs.c.agent_id == agent_id, sa.or_(*conditions))
-    row = (await conn.execute(query.limit(1))).mappings().first()
-    return dict(row) if row else None
+    rows = await _idempotent(bool(key), bool(otid)).fetch(
+        conn, {"org_id": org_id, "agent_id": agent_id, "key": key, "otid": otid}
+    )
+    return rows[0] if rows else None
 
 
 # Built once: SET takes the columns named by the parameters; the WHERE parameters have names no column has.

@@ -3,9 +3,10 @@ PostgreSQL) record the run.
 
 The agent comes back as an ordinary row; its blocks, tools and messages come back as JSON arrays beside it
 (json_agg on PostgreSQL, json_group_array on SQLite), turned back into the rows the separate reads would have
-given. On PostgreSQL the run is a data-modifying CTE that inserts only when the agent exists: one round trip
-instead of five, and every round trip costs this server about as much CPU as a whole statement. SQLite has
-no round trips, but each statement still costs SQLAlchemy's own work; it inserts the run separately.
+given. On PostgreSQL the run is a data-modifying CTE that inserts only when the agent exists and has no run of
+the same Idempotency-Key or otid: one round trip instead of five, and every round trip costs this server about
+as much CPU as a whole statement. SQLite has no round trips, but each statement still costs SQLAlchemy's own
+work; it inserts the run separately.
 
 The lease is not taken in this statement: a statement reads one snapshot, taken when it starts, and a lease
 granted after waiting for the previous holder's commit would come with a snapshot from before that commit.
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld.store.driver_statement import DriverStatement
@@ -90,7 +92,9 @@ def _statement(dialect: str, with_run: bool) -> sa.Select:
         return statement
     names = [c.name for c in runs.c]
     values = sa.select(*[sa.bindparam(f"r_{n}", type_=runs.c[n].type) for n in names]).where(*by_agent)
-    new_run = runs.insert().from_select(names, values).returning(runs.c.id).cte("new_run")
+    # Not when the agent already has a run of the same Idempotency-Key or otid (unique per agent): the caller
+    # then finds that run and repeats or continues it.
+    new_run = pg_insert(runs).from_select(names, values).on_conflict_do_nothing().returning(runs.c.id).cte("new_run")
     return statement.add_columns(sa.select(new_run.c.id).scalar_subquery().label("new_run_id"))
 
 
