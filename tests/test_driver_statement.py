@@ -114,7 +114,7 @@ async def test_on_sqlite_it_goes_through_sqlalchemy_with_the_same_results(tmp_pa
         async with router.write("org") as conn:
             await conn.run_sync(_meta.create_all)
             returned = await DriverStatement(_upsert).fetch(conn, _params("five"))
-        async with router.read("org") as conn:
+        async with router.single_read("org") as conn:
             assert await DriverStatement(sa.select(_things)).fetch(conn, {}) == returned
         assert returned[0]["at"] == datetime(2026, 1, 1, 22, 4, 5, tzinfo=UTC)
         assert returned[0]["doc"] == {"a": [1, "é", None], "b": {"c": True}}

@@ -283,7 +283,7 @@ class PassageService:
             start=start,
             end=end,
         )
-        async with self.router.read(caller.org_id, transaction=True) as conn:  # SET LOCAL, server-side cursors
+        async with self.router.read(caller.org_id) as conn:
             found = await passages_store.nearest(
                 conn, self.layout, conditions, vector, min(top_k, MAX_TOP_K),
                 exact_max=self.settings.archival_exact_search_max,

@@ -166,7 +166,7 @@ class TurnService:
         """A repeated send whose first copy is still running waits for it (outside the lease it holds)."""
         deadline = time.monotonic() + self.settings.lease_wait_s
         while True:
-            async with self.router.read(caller.org_id) as conn:
+            async with self.router.single_read(caller.org_id) as conn:
                 run = await runs_store.find_idempotent(
                     conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
                 )

@@ -9,9 +9,9 @@ in and out. Errors come back as SQLAlchemy would raise them: a lost connection i
 a DBAPIError with connection_invalidated set (router turns it into 503), anything else as a DBAPIError.
 
 Only for statements with named bind parameters (no expanding IN lists, no literal_execute). On PostgreSQL
-connections from router.statement or router.read (autocommit) asyncpg runs the statement in its own implicit
-transaction; on any other connection, and on SQLite, it goes through SQLAlchemy, inside the connection's
-transaction.
+connections from router.statement or router.single_read (autocommit) asyncpg runs the statement in its own
+implicit transaction; on any other connection, and on SQLite, it goes through SQLAlchemy, inside the
+connection's transaction.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The one place that knows how many databases exist: organization → shard → primary | replica.
 
-Business code asks for `router.write(org_id)` (a transaction), `router.statement(org_id)` (single statements
-that commit on their own) or `router.read(org_id)` and gets a connection; replicas and shards slot in here
-without touching a service.
+Business code asks for `router.write(org_id)` or `router.read(org_id)` and gets a connection inside a
+transaction; replicas and shards slot in here without touching a service.
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ class StoreRouter:
         # The same pool, with no transaction around statements: see statement().
         self._primary_autocommit = self.primary.execution_options(isolation_level="AUTOCOMMIT")
         self.replicas: list[AsyncEngine] = [make_pg_engine(u, settings) for u in settings.pg_replica_uris]
-        # (autocommit, transactional) per replica, as for the primary: see read().
-        self._replica_engines = [(e.execution_options(isolation_level="AUTOCOMMIT"), e) for e in self.replicas]
         self.dialect = self.primary.dialect.name
         # SQLite is a local file: statements run synchronously on the event loop (tens of microseconds each),
         # which costs far less than handing every statement to a driver thread. The async engine stays for
@@ -94,26 +91,31 @@ class StoreRouter:
                 yield conn
 
     @asynccontextmanager
-    async def read(
-        self, organization_id: str, *, fresh: bool = True, transaction: bool = False
-    ) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads; `fresh=False` allows a replica that may lag behind the primary.
+    async def single_read(self, organization_id: str) -> AsyncIterator[AsyncConnection]:
+        """A connection on the primary for reads that need no transaction (one statement, or statements that
+        need no snapshot in common): on PostgreSQL the autocommit connection of statement(), which saves the
+        BEGIN and ROLLBACK round trips of read(); on SQLite read()."""
+        if self._sqlite is not None:
+            async with self.read(organization_id) as conn:
+                yield conn
+            return
+        with tracing.child_span("db read", self._read_span, tracing.CLIENT):
+            async with _unavailable_on_failure(), self._primary_autocommit.connect() as conn:
+                yield conn
 
-        On PostgreSQL its statements run without a transaction around them (autocommit), which saves the
-        BEGIN and ROLLBACK round trips and loses nothing: under READ COMMITTED every statement takes its own
-        snapshot inside a transaction too. `transaction=True` is for what needs one: SET LOCAL, server-side
-        cursors."""
+    @asynccontextmanager
+    async def read(self, organization_id: str, *, fresh: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection; `fresh=False` allows a replica that may lag behind the primary."""
         with tracing.child_span("db read", self._read_span, tracing.CLIENT):
             if self._sqlite is not None:
                 async with _unavailable_on_failure():
                     with self._sqlite.connect() as conn:
                         yield SyncConnection(conn)
                 return
-            engines = self._primary_autocommit, self.primary
+            engine = self.primary
             if not fresh and self.replicas:
-                engines = self._replica_engines[self._next_replica % len(self.replicas)]
+                engine = self.replicas[self._next_replica % len(self.replicas)]
                 self._next_replica += 1
-            engine = engines[1] if transaction else engines[0]
             async with _unavailable_on_failure(), engine.connect() as conn:
                 yield conn
 
