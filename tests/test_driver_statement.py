@@ -120,3 +120,12 @@ async def test_on_sqlite_it_goes_through_sqlalchemy_with_the_same_results(tmp_pa
         assert returned[0]["doc"] == {"a": [1, "é", None], "b": {"c": True}}
     finally:
         await router.dispose()
+
+
+async def test_single_reads_and_statements_run_without_a_transaction_on_postgres(things):
+    # What lets the driver run them directly, and saves their BEGIN and ROLLBACK round trips.
+    for connect in (things.single_read, things.statement):
+        async with connect("org") as conn:
+            assert (await conn.get_raw_connection()).dbapi_connection.autocommit
+    async with things.read("org") as conn:
+        assert not (await conn.get_raw_connection()).dbapi_connection.autocommit

@@ -85,9 +85,7 @@ class StoreRouter:
                 yield conn
             return
         with tracing.child_span("db write", self._write_span, tracing.CLIENT):
-            started = time.perf_counter()
-            async with _unavailable_on_failure(), self._primary_autocommit.connect() as conn:
-                DB_POOL_WAIT.labels("primary").observe(time.perf_counter() - started)
+            async with self._autocommit() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -100,8 +98,16 @@ class StoreRouter:
                 yield conn
             return
         with tracing.child_span("db read", self._read_span, tracing.CLIENT):
-            async with _unavailable_on_failure(), self._primary_autocommit.connect() as conn:
+            async with self._autocommit() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled primary connection without a transaction (statement() and single_read() on PostgreSQL)."""
+        started = time.perf_counter()
+        async with _unavailable_on_failure(), self._primary_autocommit.connect() as conn:
+            DB_POOL_WAIT.labels("primary").observe(time.perf_counter() - started)
+            yield conn
 
     @asynccontextmanager
     async def read(self, organization_id: str, *, fresh: bool = True) -> AsyncIterator[AsyncConnection]:
