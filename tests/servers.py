@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
+# Instances sharing a PostgreSQL database must share the secrets key (secrets_box.py): one for the test run.
+TEST_SECRETS_KEY = Fernet.generate_key().decode()
 PG_ADMIN_URI = os.environ.get("RECALLD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -142,6 +145,7 @@ def server_env(
     env["RECALLD_DRAIN_GRACE"] = "0"
     if pg_uri:
         env["RECALLD_PG_URI"] = pg_uri
+        env["RECALLD_SECRETS_KEY"] = TEST_SECRETS_KEY
     if openai_base_url:
         env["OPENAI_BASE_URL"] = openai_base_url
         env["OPENAI_API_KEY"] = "sk-test"

@@ -17,6 +17,7 @@ from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.pg_lease import PgLeaseStore
 from recalld.coord.redis_lease import RedisLeaseStore
 from recalld.errors import Conflict, Unavailable
+from recalld.secrets_box import SecretsBox, generate_key
 from recalld.services.caller import Caller
 from recalld.services.reaper import RunReaper
 from recalld.services.turn_store import FenceViolation, StepCommit, commit_step, load_state
@@ -216,7 +217,7 @@ async def _agent(router: StoreRouter, **fields) -> str:
         def normalize_llm_config(self, config):
             return {**config, "handle": "openai/" + config["model"]}
 
-    service = AgentService(router, Settings(), Models())
+    service = AgentService(router, Settings(), Models(), SecretsBox([generate_key()]))
     state = await service.create(
         Caller(ORG, ids.DEFAULT_USER_ID),
         {"llm_config": {"model": "m", "model_endpoint_type": "openai", "context_window": 8000},

@@ -11,6 +11,7 @@ import pytest
 
 from recalld.agent import compaction, convert
 from recalld.api import deps
+from recalld.api.key_cache import KeyCache
 from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.lease import LocalLeases
 from recalld.errors import Conflict
@@ -95,27 +96,24 @@ async def test_turn_service_forgets_a_run_whose_steps_fail_before_they_start(tmp
     assert service._cancel == {}
 
 
-async def test_api_key_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(deps, "KEY_CACHE_MAX", 100)
-    cache: dict = {}
+async def test_api_key_cache_is_bounded():
+    cache = KeyCache(ttl_s=30, max_entries=100)
     caller = Caller(org_id="org-1", user_id="user-1")
     for i in range(1000):
-        deps.remember_key(cache, f"sk-{i}", caller)
+        cache.put(f"rk-{i}", caller)
     assert len(cache) == 100
-    assert list(cache)[-1] == "sk-999" and "sk-0" not in cache  # the oldest went first
+    assert cache.keys()[-1] == "rk-999" and cache.get("rk-0") is None  # the oldest went first
 
 
-async def test_api_key_cache_lookup_path_stays_bounded(monkeypatch, tmp_path):
-    monkeypatch.setattr(deps, "KEY_CACHE_MAX", 50)
-
+async def test_api_key_cache_lookup_path_stays_bounded(tmp_path):
     class Orgs:
         async def caller_for_key(self, key: str) -> Caller:
             return Caller(org_id="org-1", user_id=f"user-{key}")
 
-    services = SimpleNamespace(settings=_settings(tmp_path), key_cache={}, orgs=Orgs())
+    services = SimpleNamespace(settings=_settings(tmp_path), key_cache=KeyCache(ttl_s=30, max_entries=50), orgs=Orgs())
     for i in range(500):
-        caller = await deps.get_caller(services, authorization=f"Bearer sk-{i}")
-        assert caller.user_id == f"user-sk-{i}"
+        caller = await deps.get_caller(services, authorization=f"Bearer rk-{i}")
+        assert caller.user_id == f"user-rk-{i}"
     assert len(services.key_cache) == 50
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from recalld import __version__
@@ -21,7 +22,26 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from recalld.api.app import create_app
     from recalld.api.http_protocol import JSONErrorHttpToolsProtocol
+    from recalld.exposure import unauthenticated_refusal
+    from recalld.secrets_box import SecretsKeyError, keys_from_settings
 
+    host = args.host or settings.listen_host
+    # Before anything listens: an exposed unauthenticated server, or secrets with no key the cluster can share.
+    refusal = unauthenticated_refusal(host, settings)
+    if refusal:
+        print(f"recalld serve: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        keys_from_settings(settings)
+    except SecretsKeyError as e:
+        print(f"recalld serve: {e}", file=sys.stderr)
+        return 2
+    if settings.auth == "off":
+        logging.getLogger("recalld").warning(
+            "authentication is off (RECALLD_AUTH=off): every request without a recalld key acts as the default "
+            "organization; set RECALLD_AUTH=required before anyone else can reach %s",
+            host,
+        )
     app = create_app(settings)
 
     class DrainingServer(uvicorn.Server):
@@ -53,7 +73,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     config = uvicorn.Config(
         app,
         http=JSONErrorHttpToolsProtocol,
-        host=args.host or settings.listen_host,
+        host=host,
         port=args.port or settings.listen_port,
         log_level=settings.log_level,
         # uvicorn's access and error lines through recalld's formatter (JSON unless RECALLD_LOG_FORMAT=text).
@@ -106,9 +126,54 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 await orgs.revoke_key(args.org, args.key_id)
                 print(f"revoked {args.key_id}", file=sys.stderr)
+                await _announce_revocation(settings, args.key_id)
             return 0
         except RecalldError as e:
             print(f"error: {e.detail}", file=sys.stderr)
+            return 1
+        finally:
+            await router.dispose()
+
+    return asyncio.run(run())
+
+
+async def _announce_revocation(settings: Settings, key_id: str) -> None:
+    """With Redis, every instance drops its key cache now; without, the key expires from caches within the TTL."""
+    if not settings.redis_url:
+        print(f"instances stop accepting it within RECALLD_KEY_CACHE_TTL_S ({settings.key_cache_ttl_s:g} s)",
+              file=sys.stderr)
+        return
+    from recalld.coord.revocations import announce
+
+    try:
+        listening = await announce(settings.redis_url, key_id)
+        print(f"announced to {listening} instance(s) through Redis", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - the revocation is stored; only the push failed
+        print(f"warning: could not announce through Redis ({type(e).__name__}); instances stop accepting the key "
+              f"within RECALLD_KEY_CACHE_TTL_S ({settings.key_cache_ttl_s:g} s)", file=sys.stderr)
+
+
+def _secrets(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.secrets_box import SecretsBox, SecretsKeyError, generate_key
+
+    if args.secrets_command == "generate-key":
+        print(generate_key())
+        return 0
+
+    from recalld.services.secrets import rotate_secrets
+    from recalld.store.migrate import upgrade_to_head
+    from recalld.store.router import StoreRouter
+
+    async def run() -> int:
+        router = StoreRouter(settings)
+        try:
+            await upgrade_to_head(router.primary)
+            count = await rotate_secrets(router, SecretsBox.from_settings(settings))
+            print(f"re-encrypted the secrets of {count} agent(s) with the first key of RECALLD_SECRETS_KEY",
+                  file=sys.stderr)
+            return 0
+        except SecretsKeyError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 1
         finally:
             await router.dispose()
@@ -167,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--org", required=True)
     revoke.add_argument("key_id")
     keys.set_defaults(handler=_keys)
+
+    secrets = sub.add_parser("secrets", help="the key that encrypts agent secrets at rest (RECALLD_SECRETS_KEY)")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets_sub.add_parser("generate-key", help="print a new random key for RECALLD_SECRETS_KEY")
+    secrets_sub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret with the first key of RECALLD_SECRETS_KEY (the others must still "
+        "open what they wrote); plain-text rows of earlier versions are encrypted too",
+    )
+    secrets.set_defaults(handler=_secrets)
 
     from recalld.bench.options import add_arguments as add_bench_arguments
 

@@ -112,6 +112,19 @@ class Settings(BaseSettings):
     auth: Literal["off", "required"] = Field(default="off", validation_alias=_env("AUTH"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
 
+    # Secure defaults (R21).
+    # `recalld serve` with auth off refuses a non-loopback address unless this is true.
+    allow_unauthenticated: bool = Field(default=False, validation_alias=_env("ALLOW_UNAUTHENTICATED"))
+    # With auth required, /openapi.json, /docs and /redoc need a key unless this is true.
+    public_docs: bool = Field(default=False, validation_alias=_env("PUBLIC_DOCS"))
+    # When set, /metrics answers only `Authorization: Bearer <this token>`.
+    metrics_token: str | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
+    # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt (secrets_box.py). Unset on
+    # SQLite: a key generated into RECALLD_DIR/secrets.key; unset on PostgreSQL: `recalld serve` refuses to start.
+    secrets_key: str | None = Field(default=None, validation_alias=_env("SECRETS_KEY"))
+    # A key found valid is trusted this long without another lookup; with Redis a revocation is pushed at once.
+    key_cache_ttl_s: float = Field(default=5.0, ge=0, le=300, validation_alias=_env("KEY_CACHE_TTL_S"))
+
     # The OTLP/HTTP collector's base URL (spans go to <url>/v1/traces); unset, nothing is traced (obs/tracing.py).
     otel_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("RECALLD_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -14,8 +14,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
-from recalld.api import agents, archives, blocks, errors, health, messages, models, passages, runs, tools, unsupported
-from recalld.api.deps import Services
+from recalld.api import (
+    agents,
+    archives,
+    blocks,
+    docs,
+    errors,
+    health,
+    messages,
+    models,
+    passages,
+    runs,
+    tools,
+    unsupported,
+)
+from recalld.api.deps import Services, metrics_token_dependency
+from recalld.api.key_cache import KeyCache
 from recalld.api.params import reject_repeated_scalars
 from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.pg_lease import PgLeaseStore
@@ -26,6 +40,7 @@ from recalld.llm.http import ProviderHTTP
 from recalld.llm.providers import ChatClients
 from recalld.obs import metrics, tracing
 from recalld.obs.context import RequestContext
+from recalld.secrets_box import SecretsBox, SecretsKeyError
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
@@ -35,6 +50,7 @@ from recalld.services.orgs import OrgService
 from recalld.services.passages import PassageService
 from recalld.services.reaper import RunReaper
 from recalld.services.runs import RunService
+from recalld.services.secrets import verify_database_key
 from recalld.services.tools import ToolService
 from recalld.services.turns import INSTANCE_ID, TurnService
 from recalld.settings import Settings
@@ -104,21 +120,23 @@ def build_services(settings: Settings) -> Services:
         holder=INSTANCE_ID,
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http))
+    box = SecretsBox.from_settings(settings)
     return Services(
         settings=settings,
         router=router,
         http=http,
         models=resolver,
-        agents=AgentService(router, settings, resolver),
+        agents=AgentService(router, settings, resolver, box),
         blocks=BlockService(router, settings),
         tools=ToolService(router),
         orgs=OrgService(router),
-        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service),
+        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service, box=box),
         history=HistoryService(router),
         runs=RunService(router),
         passages=passage_service,
         archives=ArchiveService(passage_service),
-        key_cache={},
+        key_cache=KeyCache(settings.key_cache_ttl_s),
+        secrets_box=box,
     )
 
 
@@ -141,7 +159,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         app.state.services = services
         await upgrade_to_head(services.router.primary)
+        try:
+            await verify_database_key(services.router, services.secrets_box)
+        except SecretsKeyError as e:
+            log.error("%s", e)
+            raise
         await services.orgs.bootstrap()
+        revocations = await services.key_cache.follow(settings.redis_url)
         await services.models.catalog.refresh()
         await services.passages.start()
         reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
@@ -163,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.turns.drain(left)
             await _settle_cut_turns(services.turns.leases)
             reaper.cancel()
+            await revocations.aclose()
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
@@ -176,8 +201,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="A Letta-compatible server for stateful LLM agents.",
         lifespan=lifespan,
         dependencies=[Depends(reject_repeated_scalars)],
+        # Served by api/docs.py, behind a key when auth is required (R21).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
+    docs.install(app, settings)
     # Routes are matched in order: the message routes, the hottest, come first.
     for module in (messages, health, agents, blocks, tools, models, runs, passages, archives, unsupported):
         app.include_router(module.router)
@@ -189,9 +219,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics_enabled:
         app.add_middleware(metrics.MetricsMiddleware)
 
-        @app.get("/metrics", include_in_schema=False)
+        @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_token_dependency(settings))])
         async def prometheus_metrics() -> Response:
-            """Prometheus exposition; needs no API key, like health."""
+            """Prometheus exposition; needs no API key, like health, unless RECALLD_METRICS_TOKEN is set."""
             return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # Outermost: every request (and every line it logs) has its id, and its span covers the others.

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import time
+import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from recalld import ids
+from recalld.api.key_cache import KeyCache
 from recalld.errors import InvalidInput, Unauthorized
 from recalld.llm.http import ProviderHTTP
+from recalld.secrets_box import SecretsBox
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
 from recalld.services.caller import Caller
 from recalld.services.history import HistoryService
 from recalld.services.models import ModelResolver
-from recalld.services.orgs import OrgService
+from recalld.services.orgs import KEY_PREFIX, OrgService
 from recalld.services.passages import PassageService
 from recalld.services.runs import RunService
 from recalld.services.tools import ToolService
@@ -26,9 +29,6 @@ from recalld.settings import Settings
 from recalld.store.router import StoreRouter
 
 DEFAULT_CALLER = Caller(org_id=ids.DEFAULT_ORG_ID, user_id=ids.DEFAULT_USER_ID)
-# A key found valid is trusted this long without another lookup (a revocation takes effect within it).
-KEY_CACHE_TTL_S = 30.0
-KEY_CACHE_MAX = 10_000
 
 
 @dataclass
@@ -46,7 +46,8 @@ class Services:
     runs: RunService
     passages: PassageService
     archives: ArchiveService
-    key_cache: dict[str, tuple[float, Caller]]
+    key_cache: KeyCache
+    secrets_box: SecretsBox
 
 
 async def get_services(request: Request) -> Services:
@@ -65,18 +66,25 @@ async def get_caller(
     """Resolve the organization before any handler runs (contract R18)."""
     if user_id is not None and not ids.is_valid("user", user_id):
         raise InvalidInput(f"INVALID_ARGUMENT: Invalid user ID format: {user_id[:80]}")
+    required = services.settings.auth == "required"
     if authorization:
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("Unauthorized: expected 'Authorization: Bearer <api key>'")
         key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            if required:
+                raise Unauthorized("Unauthorized: expected 'Authorization: Bearer <api key>'")
+            return DEFAULT_CALLER
+        if not required and not key.startswith(KEY_PREFIX):
+            # Letta clients send placeholders (`Bearer undefined`, a Letta Cloud key) to a server without a
+            # password, and Letta serves them: not a recalld key, so the default organization.
+            return DEFAULT_CALLER
         cached = services.key_cache.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None:
+            return cached
         caller = await services.orgs.caller_for_key(key)
-        remember_key(services.key_cache, key, caller)
+        services.key_cache.put(key, caller)
         return caller
-    if services.settings.auth == "required":
+    if required:
         raise Unauthorized("Unauthorized: an API key is required (Authorization: Bearer <key>)")
     return DEFAULT_CALLER
 
@@ -84,14 +92,15 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def remember_key(cache: dict[str, tuple[float, Caller]], key: str, caller: Caller) -> None:
-    """Cache a valid key for KEY_CACHE_TTL_S; at KEY_CACHE_MAX entries the expired go first, then the oldest,
-    so the cache holds at most the keys of the last few seconds' callers, however many keys exist."""
-    now = time.monotonic()
-    if key not in cache and len(cache) >= KEY_CACHE_MAX:
-        for stale in [k for k, (expires, _) in cache.items() if expires <= now]:
-            del cache[stale]
-        while len(cache) >= KEY_CACHE_MAX:
-            del cache[next(iter(cache))]
-    cache.pop(key, None)  # re-inserted last: insertion order is age order
-    cache[key] = (now + KEY_CACHE_TTL_S, caller)
+def metrics_token_dependency(settings: Settings) -> Callable[..., Awaitable[None]]:
+    """/metrics' guard: with RECALLD_METRICS_TOKEN set, only `Authorization: Bearer <token>` is answered."""
+    expected = settings.metrics_token.encode() if settings.metrics_token else None
+
+    async def check(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+        if expected is None:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise Unauthorized("Unauthorized: /metrics needs 'Authorization: Bearer <RECALLD_METRICS_TOKEN>'")
+
+    return check

@@ -12,6 +12,7 @@ from recalld import ids
 from recalld.agent.messages import memgpt_boot_messages, message_row
 from recalld.agent.prompt import compile_system_message, default_system
 from recalld.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from recalld.secrets_box import SecretsBox
 from recalld.services.blocks import new_block_row
 from recalld.services.caller import Caller
 from recalld.services.memory import recompile
@@ -120,10 +121,12 @@ def default_model_settings(llm_config: dict) -> dict:
 
 
 class AgentService:
-    def __init__(self, router: StoreRouter, settings: Settings, models: ModelResolver):
+    def __init__(self, router: StoreRouter, settings: Settings, models: ModelResolver, box: SecretsBox):
         self.router = router
         self.settings = settings
         self.models = models
+        # Secrets are stored sealed and opened only for the view and the turn (R21).
+        self.box = box
 
     # --- create ---------------------------------------------------------------------------------------
 
@@ -230,7 +233,7 @@ class AgentService:
                 "template_id": body.get("template_id"),
                 "base_template_id": body.get("base_template_id"),
                 "enable_sleeptime": body.get("enable_sleeptime"),
-                "secrets": secrets or None,
+                "secrets": self.box.seal_mapping(secrets),
                 "max_files_open": body.get("max_files_open") or 10,
                 "per_file_view_window_char_limit": body.get("per_file_view_window_char_limit") or 25_000,
                 "last_seq": len(initial),
@@ -319,7 +322,11 @@ class AgentService:
         if include & {"agent.tags", "agent.blocks"}:
             tags = (await agents_store.tags_for(conn, org_id, [row["id"]]))[row["id"]]
         message_ids = await messages_store.in_context_ids(conn, org_id, row)
-        return agent_view(row, blocks=blocks, tools=tools, tags=tags, message_ids=message_ids)
+        return agent_view(self._opened(row), blocks=blocks, tools=tools, tags=tags, message_ids=message_ids)
+
+    def _opened(self, row: dict) -> dict:
+        """The row with its secrets decrypted, for the view (Letta shows them to the agent's organization)."""
+        return {**row, "secrets": self.box.open_mapping(row.get("secrets"))} if row.get("secrets") else row
 
     async def _get_or_404(self, conn: AsyncConnection, org_id: str, agent_id: str) -> dict:
         row = await agents_store.get(conn, org_id, agent_id)
@@ -392,7 +399,7 @@ class AgentService:
                 message_ids = await messages_store.in_context_ids(conn, caller.org_id, r)
                 out.append(
                     agent_view(
-                        r,
+                        self._opened(r),
                         blocks=blocks.get(r["id"], []),
                         tools=tools.get(r["id"], []),
                         tags=tags_by.get(r["id"], []),
@@ -453,7 +460,7 @@ class AgentService:
         if changes.get("timezone") is not None:
             values["timezone"] = check_timezone(changes["timezone"])
         if "secrets" in changes:
-            values["secrets"] = changes["secrets"]
+            values["secrets"] = self.box.seal_mapping(changes["secrets"])
         if changes.get("model"):
             values["llm_config"] = await self.models.resolve_llm(changes["model"])
         elif changes.get("llm_config"):

@@ -34,6 +34,7 @@ from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
 from recalld.obs import metrics
 from recalld.obs.context import bind_run, turn_scope
+from recalld.secrets_box import SecretsBox
 from recalld.services.caller import Caller
 from recalld.services.memory import archival_count
 from recalld.services.models import ModelResolver
@@ -120,8 +121,11 @@ class TurnService:
         clients: ChatClients,
         leases: TurnLeases,
         passages: Any | None = None,
+        box: SecretsBox | None = None,
     ):
+        # box: the secrets key (secrets_box.py); required for agents that have secrets.
         self.router = router
+        self.box = box
         self.settings = settings
         self.models = models
         self.clients = clients
@@ -130,6 +134,14 @@ class TurnService:
         self._cancel: dict[str, asyncio.Event] = {}
         self.history = HistoryCache(settings.history_cache_rows)
         self.background: set[asyncio.Task] = set()
+
+    def _secrets(self, agent: dict) -> dict[str, str]:
+        stored = agent.get("secrets")
+        if not stored:
+            return {}
+        if self.box is None:
+            raise RuntimeError("TurnService was built without a SecretsBox, and this agent has secrets")
+        return self.box.open_mapping(stored)
 
     # --- entry points ---------------------------------------------------------------------------------
 
@@ -365,7 +377,7 @@ class TurnService:
             state.tools,
             state.memory,
             TurnToolServices(self.router, caller, state.agent, self.passages),
-            secrets=state.agent.get("secrets") or {},
+            secrets=self._secrets(state.agent),
         )
         rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
         usage = Usage()

@@ -404,3 +404,14 @@ agent_leases = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("organization_id", "agent_id"),
 )
+
+# One row, under the default organization: a token sealed with the key that last sealed every secret
+# (secrets_box.py), so an instance given another key refuses to start instead of writing what others cannot read.
+secrets_key_checks = Table(
+    "secrets_key_checks",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("token", Text, nullable=False),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id"),
+)
