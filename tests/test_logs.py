@@ -16,7 +16,7 @@ from letta_client import Letta
 
 from recalld import __version__
 from recalld.obs.context import agent_id_from_path
-from recalld.obs.logs import AGENT_ID, REQUEST_ID, RUN_ID, JsonFormatter, logging_config, redact
+from recalld.obs.logs import AGENT_ID, REQUEST_ID, RUN_ID, JsonFormatter, TextFormatter, logging_config, redact
 from tests.servers import RecalldServer, server_env, serving
 
 MODEL = "openai/gpt-4o-mini"
@@ -154,9 +154,9 @@ def test_redact_masks_keys_tokens_and_url_passwords_but_keeps_text():
     assert redact("a basic understanding of prompt_tokens=12") == "a basic understanding of prompt_tokens=12"
 
 
-def test_text_format_keeps_the_plain_formatter_for_uvicorn_too():
+def test_text_format_uses_the_redacting_text_formatter_for_uvicorn_too():
     config = logging_config("text", "warning")
-    assert config["formatters"]["recalld"] == {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    assert config["formatters"]["recalld"] == {"()": TextFormatter}
     assert config["root"]["level"] == "WARNING"
     assert config["loggers"]["uvicorn.access"] == {"handlers": [], "level": "WARNING", "propagate": True}
     assert logging_config("json", "info")["formatters"]["recalld"] == {"()": JsonFormatter}

@@ -26,6 +26,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from recalld.errors import Unavailable
+from recalld.obs.logs import remember_secret_values
 from recalld.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,15 +125,16 @@ class SecretsBox:
         """One token for the whole mapping (None for no entries), stored as a JSON string."""
         if not mapping:
             return None
+        remember_secret_values(mapping.values())
         return self.seal_text(orjson.dumps(mapping).decode())
 
     def open_mapping(self, stored: str | dict | None) -> dict[str, str]:
         """A stored mapping: a token sealed by `seal_mapping`, or a plain dict written by an earlier version."""
         if not stored:
             return {}
-        if isinstance(stored, dict):
-            return dict(stored)
-        return orjson.loads(self.open_text(stored))
+        mapping = dict(stored) if isinstance(stored, dict) else orjson.loads(self.open_text(stored))
+        remember_secret_values(mapping.values())
+        return mapping
 
     def reseal_mapping(self, stored: str | dict | None) -> str | None:
         """The stored value sealed with the first key (what `recalld secrets rotate` writes back)."""

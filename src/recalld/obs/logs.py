@@ -5,8 +5,9 @@ agent id of the path; a turn sets the agent id and run id. asyncio copies contex
 task it creates, so lines logged by a turn running in the background still carry the request that
 started it. uvicorn's own loggers (access and error) go through the same formatter (`logging_config`).
 
-Nothing secret goes out: tracebacks and messages pass through `redact`, which drops SQL parameters and
-masks keys, bearer tokens and passwords in URLs.
+Nothing secret goes out, in either format (JSON, or text with RECALLD_LOG_FORMAT=text): messages and tracebacks
+pass through `redact`, which drops SQL parameters, masks keys, bearer tokens and passwords in URLs, and masks
+the values of agent secrets this process has handled (`remember_secret_values`, called by secrets_box.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import logging.config
 import re
 import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -49,13 +51,43 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 }
 
 
+# Values of secrets seen by this process, newest last (a dict as an ordered set), masked wherever they appear.
+_SECRET_VALUES: dict[str, None] = {}
+SECRET_VALUES_MAX = 1024
+# Shorter values ("1", "yes") would mask ordinary words; the patterns above still catch name=value forms.
+SECRET_VALUE_MIN_CHARS = 6
+
+
+def remember_secret_values(values: Iterable[str]) -> None:
+    """Mask these values in every line from now on (bounded: the oldest are forgotten first)."""
+    for value in values:
+        if isinstance(value, str) and len(value) >= SECRET_VALUE_MIN_CHARS:
+            _SECRET_VALUES.pop(value, None)
+            _SECRET_VALUES[value] = None
+    while len(_SECRET_VALUES) > SECRET_VALUES_MAX:
+        del _SECRET_VALUES[next(iter(_SECRET_VALUES))]
+
+
 def redact(text: str) -> str:
-    """The text without SQL parameters, keys, tokens or URL passwords."""
+    """The text without SQL parameters, keys, tokens, URL passwords or known secret values."""
     lowered = text.lower()
     for needles, pattern, replacement in _REDACTIONS:
         if any(needle in lowered for needle in needles):
             text = pattern.sub(replacement, text)
+    for value in list(_SECRET_VALUES):
+        if value in text:
+            text = text.replace(value, "[redacted]")
     return text
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text lines (RECALLD_LOG_FORMAT=text), redacted exactly as the JSON lines are."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -105,7 +137,7 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
     """A dictConfig for the whole process: the root logger and uvicorn's loggers write through one
     formatter to stderr (uvicorn's own handlers are dropped, so its lines cannot bypass it)."""
     level = level.upper()
-    formatter: dict[str, Any] = {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
+    formatter: dict[str, Any] = {"()": JsonFormatter if log_format == "json" else TextFormatter}
     return {
         "version": 1,
         "disable_existing_loggers": False,
