@@ -88,7 +88,9 @@ def test_bench_on_postgres_measures_the_database_backends(tmp_path):
             "--pg-uri", pg_uri, "--phases", "create,send", "--agents", "2", "--messages", "4", "--concurrency", "2",
             "--no-plots", "--out", str(tmp_path),
         ]  # fmt: skip
-        done = subprocess.run(argv, env=_clean_env(), capture_output=True, text=True, timeout=120)
+        # PostgreSQL without RECALLD_SECRETS_KEY: the spawned server gets the key of RECALLD_DIR.
+        env = {**_clean_env(), "RECALLD_DIR": str(tmp_path / "home")}
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     finally:
         drop_pg_database(pg_uri)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from recalld.secrets_box import key_file_path, load_or_create_key_file
 from recalld.settings import Settings
 
 # deploy/ sits beside src/ in the repository; `--nginx-template` names another copy.
@@ -373,6 +374,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         env["RECALLD_PG_URI"] = args.pg_uri
     if args.redis_url:
         env["RECALLD_REDIS_URL"] = args.redis_url
+    if pg_uri and not settings.secrets_key:
+        # Every instance must encrypt secrets with the same key (secrets_box.py): the one in RECALLD_DIR, made once,
+        # so that runs against the same database agree too.
+        env["RECALLD_SECRETS_KEY"] = load_or_create_key_file(settings.data_dir)
+        _say(f"RECALLD_SECRETS_KEY unset: every instance uses the key in {key_file_path(settings.data_dir)}")
     per_instance = settings.pg_pool_size + settings.pg_max_overflow
     if pg_uri and not settings.disable_pooling and args.instances * per_instance > 100:
         _say(

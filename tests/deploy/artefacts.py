@@ -246,10 +246,15 @@ def _interpolate_tree(node: Any, variables: dict[str, str]) -> Any:
     return node
 
 
+# What deploy/compose.yaml requires to be set (${X:?...}): values the tests give unless they say otherwise.
+COMPOSE_REQUIRED = {"RECALLD_SECRETS_KEY": "x" * 43 + "="}
+
+
 def compose(variables: dict[str, str] | None = None) -> dict[str, Any]:
-    """deploy/compose.yaml as Compose sees it with these variables (none set: every default applies). Like
-    Compose, the YAML is parsed first and its strings interpolated after (so `${X:-off}` stays a string)."""
-    return _interpolate_tree(raw_compose(), variables or {})
+    """deploy/compose.yaml as Compose sees it with these variables (besides the required ones, none set: every
+    default applies). Like Compose, the YAML is parsed first and its strings interpolated after (so `${X:-off}`
+    stays a string)."""
+    return _interpolate_tree(raw_compose(), {**COMPOSE_REQUIRED, **(variables or {})})
 
 
 def raw_compose() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tests.deploy.artefacts import (
 STANDARD = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
             "OTEL_SDK_DISABLED"}
 # Variables of deploy/compose.yaml itself (interpolation only; no container sees them under these names).
-COMPOSE_ONLY = {"RECALLD_IMAGE", "RECALLD_HTTP_PORT", "POSTGRES_PASSWORD", "POSTGRES_HOST"}
+COMPOSE_ONLY = {"RECALLD_IMAGE", "RECALLD_HTTP_BIND", "RECALLD_HTTP_PORT", "POSTGRES_PASSWORD", "POSTGRES_HOST"}
 
 
 @cache

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from recalld.secrets_box import load_or_create_key_file
+from recalld.settings import Settings
+
 # Settings of the developer's shell that would point a spawned server elsewhere than the bench intends.
 _SERVER_ENV_DROPPED = ("RECALLD_DIR", "RECALLD_PG_URI", "LETTA_PG_URI")
 _PROVIDER_ENV = ("OPENAI_", "ANTHROPIC_", "OLLAMA_BASE_URL", "VLLM_API_BASE")
@@ -117,6 +120,9 @@ class RecalldProcess:
         if self.pg_uri:
             env["RECALLD_PG_URI"] = self.pg_uri
         env.update(self.extra_env)
+        if env.get("RECALLD_PG_URI") and not env.get("RECALLD_SECRETS_KEY"):
+            # PostgreSQL needs the key every run against this database shares: the developer's own.
+            env["RECALLD_SECRETS_KEY"] = load_or_create_key_file(Settings().data_dir)
         return env
 
     def start(self, timeout_s: float = 90) -> RecalldProcess:
