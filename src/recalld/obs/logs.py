@@ -122,10 +122,11 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(span_context.span_id, "016x")
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             _client, method, path, _version, status = record.args
-            entry.update(method=method, path=path, status=status)
+            # The path carries the query string, where a client may have put a key.
+            entry.update(method=method, path=redact(path) if isinstance(path, str) else path, status=status)
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in entry:
-                entry[key] = value
+                entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         if record.stack_info:

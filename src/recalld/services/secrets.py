@@ -62,4 +62,10 @@ async def rotate_secrets(router: StoreRouter, box: SecretsBox) -> int:
         after = (batch[-1][0], batch[-1][1])
     async with router.write(ids.DEFAULT_ORG_ID) as conn:
         await secrets_store.replace_check(conn, ids.DEFAULT_ORG_ID, box.new_check())
+    if router.dialect == "sqlite":
+        # The rewritten rows' old pages (plain text of earlier versions) stay in the file's free pages until
+        # the file is rebuilt. (PostgreSQL keeps dead row versions until VACUUM: docs say so.)
+        async with router.primary.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            await conn.exec_driver_sql("VACUUM")
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return rewritten
