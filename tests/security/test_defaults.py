@@ -525,3 +525,38 @@ def test_a_start_up_failure_logs_no_database_password(tmp_path, fake_openai, log
     assert "Traceback" in log or "exc" in log
     assert password not in log
 
+
+
+def test_a_revocation_missed_while_redis_is_down_still_takes_effect_and_the_feed_comes_back(tmp_path, fake_openai):
+    from tests.cluster.services import PrivateRedis
+
+    redis = PrivateRedis().start()
+    server = _launch(tmp_path, fake_openai, RECALLD_AUTH="required", RECALLD_REDIS_URL=redis.url,
+                     RECALLD_KEY_CACHE_TTL_S="60")
+    agents_url = f"{server.url}/v1/agents/"
+    try:
+        server.wait_healthy()
+        key, key_id = _new_key(server, "reconnect")
+        assert httpx.get(agents_url, headers=_bearer(key), timeout=10).status_code == 200  # cached for 60 s
+        redis.kill()
+        revoked = server.cli("keys", "revoke", "--org", "reconnect", key_id)
+        assert "could not announce through Redis" in revoked.stderr
+        # The announcement was lost, but without its subscription the instance keeps no key for long.
+        [waited] = _refused_within([server], key, 3.0)
+        assert waited < 3.0, waited
+
+        redis.start()  # same port: the feed subscribes again
+        second, second_id = _new_key(server, "reconnect")
+        deadline = time.monotonic() + 10
+        while True:
+            assert httpx.get(agents_url, headers=_bearer(second), timeout=10).status_code == 200
+            announced = server.cli("keys", "revoke", "--org", "reconnect", second_id, check=False)
+            if "announced to 1 instance(s)" in announced.stderr or time.monotonic() > deadline:
+                break
+            second, second_id = _new_key(server, "reconnect")  # not subscribed yet: try with a fresh key
+        assert "announced to 1 instance(s)" in announced.stderr, announced.stderr
+        [waited] = _refused_within([server], second, 1.0)
+        assert waited < 1.0, waited
+    finally:
+        server.stop()
+        redis.stop()

@@ -1,8 +1,10 @@
 """API key revocations pushed to every instance through Redis pub/sub (R21: refused within 1 s).
 
 `recalld keys revoke` publishes on CHANNEL; every instance follows it and drops its key cache on each message,
-and again on every (re)subscription, since messages sent while it was disconnected are lost. Without Redis, or
-while it is unreachable, a cached key lives at most RECALLD_KEY_CACHE_TTL_S.
+and again on every (re)subscription, since messages sent while it was disconnected are lost. While Redis is
+unreachable the cache is dropped at every failed attempt to subscribe again (at most 2 s apart), so a revocation
+nobody could announce still takes effect within about 2 s; without Redis configured, a cached key lives at most
+RECALLD_KEY_CACHE_TTL_S.
 """
 
 from __future__ import annotations
