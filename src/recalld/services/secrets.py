@@ -31,7 +31,8 @@ async def verify_database_key(router: StoreRouter, box: SecretsBox) -> None:
         raise SecretsKeyError(
             "RECALLD_SECRETS_KEY cannot decrypt this database's secrets: it holds none of the keys they were "
             "encrypted with. Give this instance the same RECALLD_SECRETS_KEY as the others (to change keys, put "
-            "the new key first and the old one after it, then run `recalld secrets rotate`)."
+            "the new key first and the old one after it, then run `recalld secrets rotate`). Without "
+            "RECALLD_SECRETS_KEY on SQLite the key is RECALLD_DIR/secrets.key: restore the one made with the database."
         )
     if not box.check_is_current(token):
         log.warning(
