@@ -9,21 +9,28 @@ crafted resolver answers and IP literals: no packet ever leaves loopback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 from letta_client import Letta
 
+from recalld.errors import ProviderError, ProviderTimeout
 from recalld.llm.addresses import is_public_address
 from recalld.llm.catalog import Provider
-from recalld.llm.http import GuardedConnector, NonPublicAddress
+from recalld.llm.http import GuardedConnector, NonPublicAddress, ProviderHTTP
+from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.outbound import AllowedPrefix, OutboundPolicy, parse_endpoint
+from recalld.llm.types import ChatRequest
 from tests.fakes.llm_anthropic import ScriptedAnthropic
 from tests.fakes.llm_openai import ScriptedOpenAI
 from tests.security.capture import INTERNAL_PAGE, CaptureServer
@@ -622,3 +629,70 @@ def test_a_configured_providers_error_reason_is_short_and_clean(outbound_open):
                              json={"messages": [{"role": "user", "content": "FAIL 400"}]})
     assert answer.status_code == 502
     assert answer.json()["detail"] == "openai returned 400: scripted failure 400"
+
+
+# --- every call bounded: total time, answer size --------------------------------------------------------------
+@pytest.fixture
+async def outbound_dripping() -> AsyncIterator[str]:
+    """A loopback server whose answers never end (a byte every 50 ms, so no read timeout fires) or are huge."""
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        is_stream = (await request.json()).get("stream")
+        content_type = "text/event-stream" if is_stream else "application/json"
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(2000):  # 100 s at most, whatever the client does
+                await response.write(b": still here\n" if is_stream else b" ")
+                await asyncio.sleep(0.05)
+        return response
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=b" " * (3 * 1024 * 1024), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/drip/v1/chat/completions", drip)
+    app.router.add_post("/huge/v1/chat/completions", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _bounded_client(http: ProviderHTTP, base_url: str) -> OpenAIChatClient:
+    return OpenAIChatClient(http, provider_name="allowlisted endpoint", base_url=base_url, api_key=None,
+                            timeout_s=5, max_retries=0, trusted=False, total_timeout_s=1.0, stream_timeout_s=1.5,
+                            max_response_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_that_never_ends_is_cut_at_its_total_bound(outbound_dripping, stream):
+    http = ProviderHTTP(trusted_hosts=[("127.0.0.1", int(outbound_dripping.rsplit(":", 1)[1]))])
+    client = _bounded_client(http, f"{outbound_dripping}/drip/v1")
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderTimeout):
+            if stream:
+                async for _ in client.stream(request):
+                    pass
+            else:
+                await asyncio.wait_for(client.complete(request), 30)
+    finally:
+        await http.aclose()
+    assert time.monotonic() - started < (1.5 if stream else 1.0) + 2.0
+
+
+async def test_an_answer_over_the_size_limit_fails_the_call(outbound_dripping):
+    http = ProviderHTTP(trusted_hosts=[("127.0.0.1", int(outbound_dripping.rsplit(":", 1)[1]))])
+    client = _bounded_client(http, f"{outbound_dripping}/huge/v1")
+    try:
+        with pytest.raises(ProviderError, match="over the 1048576-byte limit"):
+            await client.complete(ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}]))
+    finally:
+        await http.aclose()
