@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from recalld.errors import ProviderError, ProviderRateLimited, ProviderRefused, ProviderTimeout
-from recalld.llm.http import NonPublicAddress
+from recalld.llm.http import NonPublicAddress, ResponseTooLarge, read_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,10 +75,9 @@ async def http_error(response: aiohttp.ClientResponse, *, trusted: bool) -> Prov
     message = ""
     try:
         if trusted and response.status >= 400:
-            content = await response.content.read(MAX_ERROR_BODY_BYTES)
-            message = provider_message(content)
-    except (aiohttp.ClientError, TimeoutError):
-        pass
+            message = provider_message(await read_body(response, MAX_ERROR_BODY_BYTES))
+    except (aiohttp.ClientError, TimeoutError, ResponseTooLarge):
+        pass  # the status alone is reported
     finally:
         response.release()
     if 300 <= response.status < 400:
