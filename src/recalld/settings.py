@@ -125,7 +125,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_allowed_endpoints(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        from recalld.llm.urls import AllowedPrefix  # a leaf module: malformed entries stop start-up, saying which
+
+        for entry in value if isinstance(value, list) else ():
+            AllowedPrefix.parse(str(entry))
         return value
 
     # Access: "off" serves keyless requests as the default organization; "required" demands a key.

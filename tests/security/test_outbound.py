@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import sqlite3
 import time
@@ -31,6 +32,7 @@ from recalld.llm.http import GuardedConnector, NonPublicAddress, ProviderHTTP
 from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.outbound import AllowedPrefix, OutboundPolicy, parse_endpoint
 from recalld.llm.types import ChatRequest
+from recalld.settings import Settings
 from tests.fakes.llm_anthropic import ScriptedAnthropic
 from tests.fakes.llm_openai import ScriptedOpenAI
 from tests.security.capture import INTERNAL_PAGE, CaptureServer
@@ -243,6 +245,11 @@ def test_malformed_endpoints_are_refused_saying_why(endpoint, reason):
 def test_a_malformed_allowlist_entry_stops_start_up(entry):
     with pytest.raises(ValueError, match="RECALLD_ALLOWED_ENDPOINTS"):
         AllowedPrefix.parse(entry)
+    with pytest.raises(ValueError, match=f"RECALLD_ALLOWED_ENDPOINTS entry '{re.escape(entry)}'"):
+        Settings(RECALLD_ALLOWED_ENDPOINTS=f"https://, {entry}")
+    assert Settings(RECALLD_ALLOWED_ENDPOINTS="https://, http://10.0.0.5:8000/v1").allowed_endpoints == [
+        "https://", "http://10.0.0.5:8000/v1"
+    ]
 
 
 def test_tenants_see_only_public_or_their_own_allowlisted_endpoints():
