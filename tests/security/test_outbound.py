@@ -195,6 +195,16 @@ def test_an_endpoint_equal_to_a_base_url_is_that_provider(given):
     assert route.base_url == "http://10.0.0.5:8000/v1"
 
 
+def test_a_stored_provider_base_url_keeps_its_provider_even_in_a_form_tenants_may_not_write():
+    proxy = Provider("openai", "openai", "https://user:pw@llm-proxy.internal/v1", "sk-c")
+    policy = OutboundPolicy([proxy])
+    assert policy.route(proxy.base_url, "f").provider is proxy
+    assert ("llm-proxy.internal", 443) in policy.trusted_hosts
+    assert policy.shown(proxy.base_url) is None
+    with pytest.raises(Exception, match="credentials"):
+        policy.route("https://user:pw@llm-proxy.internal/v1/", "f")
+
+
 @pytest.mark.parametrize(
     ("entry", "endpoint", "allowed"),
     [

@@ -16,14 +16,21 @@ The key is chosen by the endpoint alone: a tenant-given `provider_name`, `provid
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from yarl import URL
 
 from recalld.errors import InvalidInput
 from recalld.llm.catalog import Provider
 from recalld.llm.urls import AllowedPrefix, Endpoint, parse_endpoint
 
 __all__ = ["AllowedPrefix", "Endpoint", "EndpointNotAllowed", "OutboundPolicy", "Route", "parse_endpoint"]
+
+log = logging.getLogger(__name__)
+# Endpoints whose tenant-facing form is remembered (a turn's steps ask for it); past this, the memory starts over.
+MAX_REMEMBERED = 1024
 
 
 class EndpointNotAllowed(InvalidInput):
@@ -43,21 +50,32 @@ class OutboundPolicy:
 
     def __init__(self, providers: Sequence[Provider], allowed_endpoints: Iterable[str] = ()):
         self.providers = list(providers)
+        # Stored configs carry a provider's base URL exactly as configured: found by the string first, so even a
+        # base URL the tenant-facing rules would refuse (credentials in it, say) keeps serving its provider.
+        self._by_base_url: dict[str, Provider] = {}
         self._by_endpoint: dict[Endpoint, Provider] = {}
+        trusted: set[tuple[str, int]] = set()
         for provider in self.providers:
-            self._by_endpoint.setdefault(parse_endpoint(provider.base_url), provider)
+            self._by_base_url.setdefault(provider.base_url, provider)
+            url = URL(provider.base_url)
+            if url.raw_host and url.port:
+                trusted.add((url.raw_host.lower().rstrip("."), url.port))
+            try:
+                self._by_endpoint.setdefault(parse_endpoint(provider.base_url), provider)
+            except ValueError as e:
+                log.warning("provider %s: tenants cannot name its base URL as an endpoint (it %s)", provider.name, e)
         self.allowed = [AllowedPrefix.parse(e) for e in allowed_endpoints if e.strip()]
-        trusted = {(e.host, e.port) for e in self._by_endpoint}
+        self._shown: dict[str, str | None] = {}
         trusted.update((a.host, a.port) for a in self.allowed if a.host is not None and a.port is not None)
         # (host, port) pairs the connection guard lets through whatever they resolve to (ProviderHTTP adds the
         # operator's proxies).
         self.trusted_hosts: frozenset[tuple[str, int]] = frozenset(trusted)
 
-    def provider_at(self, endpoint: Endpoint) -> Provider | None:
-        return self._by_endpoint.get(endpoint)
-
     def route(self, value: str, field: str) -> Route:
         """The route for a tenant-named endpoint; EndpointNotAllowed (400, naming the field) when it has none."""
+        provider = self._by_base_url.get(value)
+        if provider is not None:
+            return Route(provider.base_url, provider)
         try:
             endpoint = parse_endpoint(value)
         except ValueError as e:
@@ -83,6 +101,16 @@ class OutboundPolicy:
         themselves; any other provider base URL (an internal vLLM host, say) reads as null."""
         if not value:
             return None
+        if value not in self._shown:  # asked on every step a turn commits: remember the answer
+            if len(self._shown) >= MAX_REMEMBERED:
+                self._shown.clear()
+            self._shown[value] = self._shown_now(value)
+        return self._shown[value]
+
+    def _shown_now(self, value: str) -> str | None:
+        provider = self._by_base_url.get(value)
+        if provider is not None:
+            return provider.shown_base_url
         try:
             endpoint = parse_endpoint(value)
         except ValueError:
