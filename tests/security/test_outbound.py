@@ -31,6 +31,7 @@ from recalld.llm.catalog import Provider
 from recalld.llm.http import GuardedConnector, NonPublicAddress, ProviderHTTP
 from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.outbound import AllowedPrefix, OutboundPolicy, parse_endpoint
+from recalld.llm.retry import provider_message
 from recalld.llm.types import ChatRequest
 from recalld.settings import Settings
 from tests.fakes.llm_anthropic import ScriptedAnthropic
@@ -646,6 +647,15 @@ def test_a_configured_providers_error_reason_is_short_and_clean(outbound_open):
                              json={"messages": [{"role": "user", "content": "FAIL 400"}]})
     assert answer.status_code == 502
     assert answer.json()["detail"] == "openai returned 400: scripted failure 400"
+
+
+def test_a_providers_reason_loses_control_characters_and_length():
+    body = b'{"error": {"message": "bad\\r\\nX-Injected: 1\\u001b[31m ' + b"y" * 500 + b'"}}'
+    reason = provider_message(body)
+    assert "\r" not in reason and "\n" not in reason and "\x1b" not in reason
+    assert reason.startswith("bad X-Injected: 1 [31m y") and len(reason) == 200
+    assert provider_message(b"<html>" + INTERNAL_PAGE.encode() + b"</html>") == ""
+    assert provider_message(b'{"detail": "' + INTERNAL_PAGE.encode() + b'"}') == ""
 
 
 # --- every call bounded: total time, answer size --------------------------------------------------------------
