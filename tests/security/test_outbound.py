@@ -579,7 +579,7 @@ def test_an_allowlisted_embedding_endpoint_gets_no_key(outbound_open, outbound_a
     assert _leaks(outbound_allowed) == []
 
 
-LOOPBACK_HOSTS = ["127.0.0.1", "127.0.0.2", "localhost"] + (["[::1]"] if IPV6 else [])
+LOOPBACK_HOSTS = ["127.0.0.1", "127.0.0.2", "localhost", "[::ffff:127.0.0.1]"] + (["[::1]"] if IPV6 else [])
 
 
 @pytest.mark.parametrize("host", LOOPBACK_HOSTS)
@@ -599,6 +599,9 @@ def test_ssrf_to_loopback_is_refused_at_connect_time(outbound_open, outbound_att
         answer = client.post(f"/v1/agents/{agent_id}/archival-memory", json={"text": "a fact"})
         assert answer.status_code == 400, answer.text
         assert "resolves to no public address" in answer.json()["detail"]
+        streamed = client.post(f"/v1/agents/{agent_id}/messages/stream",
+                               json={"messages": [{"role": "user", "content": "x"}], "stream_tokens": True})
+        assert "resolves to no public address" in streamed.text
     assert outbound_attacker.requests == []
 
 
