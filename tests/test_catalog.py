@@ -13,6 +13,7 @@ from recalld.errors import InvalidInput, NotFound
 from recalld.llm.catalog import (
     DEFAULT_CONTEXT_WINDOW,
     ModelCatalog,
+    Provider,
     context_window_for,
     normalize_embedding_config,
     normalize_llm_config,
@@ -74,12 +75,22 @@ async def test_openai_compatible_models_are_openai_handles_whatever_the_base_url
     assert [i["handle"] for i in items] == ["openai/gpt-4o-mini", "openai/gpt-4.1"]
     first = items[0]
     assert list(first) == LLM_ITEM_KEYS
-    assert first["model_endpoint"] == openai_fake.base_url
+    assert first["model_endpoint"] is None  # an operator's own base URL is not shown to tenants (R20)
     assert (first["model_endpoint_type"], first["provider_type"], first["provider_name"]) == ("openai",) * 3
     assert first["context_window"] == first["max_context_window"] == 128_000
     assert first["max_tokens"] == 16_384
     for item in items:
         Model.model_validate(item)
+
+
+async def test_listing_shows_only_well_known_public_base_urls(http):
+    catalog = ModelCatalog(make_settings(openai_api_key="sk-x"), http)  # api.openai.com, never called here
+    catalog._ids["openai"] = ["gpt-4o-mini"]
+    assert [i["model_endpoint"] for i in catalog.llm_models()] == ["https://api.openai.com/v1"]
+    assert catalog.embedding_models()[0]["embedding_endpoint"] == "https://api.openai.com/v1"
+    assert Provider("anthropic", "anthropic", "https://api.anthropic.com/v1").shown_base_url is not None
+    for internal in ("http://api.openai.com/v1", "https://api.openai.com:8443/v1", "https://vllm.internal/v1"):
+        assert Provider("openai", "openai", internal).shown_base_url is None
 
 
 async def test_bearer_key_is_sent_when_configured(http):
@@ -167,7 +178,7 @@ async def test_embedding_models_are_the_fixed_openai_three_and_local(openai_fake
         ("openai/text-embedding-3-large", 3072),
         ("local/all-minilm-l6-v2", 384),
     ]
-    assert items[1]["embedding_endpoint"] == openai_fake.base_url
+    assert items[1]["embedding_endpoint"] is None  # not shown to tenants (R20)
     for item in items:
         EmbeddingModel.model_validate(item)
 
@@ -206,7 +217,8 @@ async def test_anthropic_models_are_listed_across_pages(http):
     assert len(items) == 1005
     assert items[0]["handle"] == "anthropic/claude-test-0000"
     assert items[0]["model_endpoint_type"] == "anthropic"
-    assert items[0]["model_endpoint"] == fake.base_url
+    assert items[0]["model_endpoint"] is None
+    assert config["model_endpoint"] == fake.base_url  # the stored config keeps where to call
     assert config["context_window"] == 128_000
     Model.model_validate(items[0])
 
@@ -232,7 +244,7 @@ async def test_ollama_and_vllm_are_further_openai_compatible_providers(openai_fa
         "vllm/gpt-4.1",
     ]
     ollama_item = catalog.llm_models(provider_name="ollama")[0]
-    assert ollama_item["model_endpoint"] == ollama.base_url
+    assert ollama_item["model_endpoint"] is None
     assert ollama_item["model_endpoint_type"] == "ollama"
     assert ollama_item["context_window"] == 131_072
     assert [i["handle"] for i in catalog.embedding_models()] == ["local/all-minilm-l6-v2"]

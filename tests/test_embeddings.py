@@ -172,10 +172,16 @@ def test_unreachable_endpoint_is_a_provider_error():
 
 
 def test_the_providers_key_is_not_sent_to_other_endpoints(provider):
-    # A config naming some other server gets no key: the scripted server, which wants one, refuses.
+    # An endpoint the operator did not allow is refused before anything is sent (R20)...
     elsewhere = provider.base_url.replace("127.0.0.1", "localhost")
-    with pytest.raises(ProviderError, match="401"):
+    before = len(provider.requests)
+    with pytest.raises(InvalidInput, match="embedding_config.embedding_endpoint is not allowed"):
         _embed(_embeddings(provider.base_url), _config(elsewhere), ["hello"])
+    assert len(provider.requests) == before
+    # ...and an allowlisted one gets no key: the scripted server, which wants one, refuses.
+    allowing = _embeddings(provider.base_url, RECALLD_ALLOWED_ENDPOINTS=elsewhere)
+    with pytest.raises(ProviderError, match="401"):
+        _embed(allowing, _config(elsewhere), ["hello"])
 
 
 def test_vectors_of_the_wrong_size_are_refused(provider):

@@ -207,17 +207,16 @@ async def test_dead_redis_gives_503_for_one_ttl_then_the_postgres_lease_table(pg
 
 
 async def _agent(router: StoreRouter, **fields) -> str:
+    from recalld.llm.catalog import ModelCatalog
+    from recalld.llm.http import ProviderHTTP
     from recalld.services.agents import AgentService
+    from recalld.services.models import ModelResolver
 
-    class Models:  # llm_config given in full: no provider is asked
-        async def resolve_embedding(self, handle):
-            return {"embedding_endpoint_type": "hugging-face", "embedding_model": "m", "embedding_dim": 384,
-                    "handle": handle}
-
-        def normalize_llm_config(self, config):
-            return {**config, "handle": "openai/" + config["model"]}
-
-    service = AgentService(router, Settings(), Models(), SecretsBox([generate_key()]))
+    # llm_config given in full and the local embedding model: the catalogue is never read, no provider is asked.
+    settings = Settings()
+    service = AgentService(
+        router, settings, ModelResolver(ModelCatalog(settings, ProviderHTTP())), SecretsBox([generate_key()])
+    )
     state = await service.create(
         Caller(ORG, ids.DEFAULT_USER_ID),
         {"llm_config": {"model": "m", "model_endpoint_type": "openai", "context_window": 8000},

@@ -119,7 +119,8 @@ async def test_api_key_cache_lookup_path_stays_bounded(tmp_path):
 
 async def test_chat_clients_are_bounded_whatever_endpoints_agents_name(monkeypatch, tmp_path):
     monkeypatch.setattr(providers, "MAX_CLIENTS", 20)
-    settings = _settings(tmp_path)
+    # Endpoints of the tenants' own, allowlisted (public http:// hosts; these would be refused when connecting).
+    settings = _settings(tmp_path).model_copy(update={"allowed_endpoints": ["http://"]})
     http = ProviderHTTP()  # never opened: building clients sends nothing
     clients = providers.ChatClients(settings, ModelCatalog(settings, http), http)
     for i in range(200):

@@ -9,7 +9,8 @@ RecalldError
  ├── NotImplementedHere  501  a Letta feature recalld does not serve (yet)
  ├── ProviderError       502  the LLM or embedding provider failed
  │    ├── ProviderRateLimited 429
- │    └── ProviderTimeout     504
+ │    ├── ProviderTimeout     504
+ │    └── ProviderRefused     400  the call was refused before it was sent: its endpoint may not be reached
  └── Unavailable         503  a dependency (database, pool) is unavailable; carries Retry-After
 """
 
@@ -66,6 +67,13 @@ class ProviderRateLimited(ProviderError):
 
 class ProviderTimeout(ProviderError):
     status_code = 504
+
+
+class ProviderRefused(ProviderError):
+    """A tenant-named endpoint the outbound guard would not connect to (it resolves to a non-public address):
+    the request's own doing, and the same every time."""
+
+    status_code = 400
 
 
 class Unavailable(RecalldError):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _env(name: str, *letta_names: str) -> AliasChoices:
@@ -107,6 +107,30 @@ class Settings(BaseSettings):
     )
     ollama_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_BASE_URL"))
     vllm_api_base: str | None = Field(default=None, validation_alias=AliasChoices("VLLM_API_BASE"))
+
+    # Outbound calls (R20). Endpoints a tenant may name beyond the configured providers' base URLs: URL prefixes
+    # (comma-separated; a bare "https://" allows any public host). Such endpoints never get an operator key.
+    allowed_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ALLOWED_ENDPOINTS")
+    )
+    # Whole-call bounds (connect to last byte) of an outbound call: a plain one, and a streamed answer.
+    outbound_timeout_s: float = Field(default=300.0, gt=0, validation_alias=_env("OUTBOUND_TIMEOUT"))
+    outbound_stream_timeout_s: float = Field(default=1800.0, gt=0, validation_alias=_env("OUTBOUND_STREAM_TIMEOUT"))
+    # Largest non-streamed answer read from an outbound call; a bigger one fails the call.
+    outbound_max_response_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, validation_alias=_env("OUTBOUND_MAX_RESPONSE_BYTES")
+    )
+
+    @field_validator("allowed_endpoints", mode="before")
+    @classmethod
+    def _split_allowed_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        from recalld.llm.urls import AllowedPrefix  # a leaf module: malformed entries stop start-up, saying which
+
+        for entry in value if isinstance(value, list) else ():
+            AllowedPrefix.parse(str(entry))
+        return value
 
     # Access: "off" serves keyless requests as the default organization; "required" demands a key.
     auth: Literal["off", "required"] = Field(default="off", validation_alias=_env("AUTH"))

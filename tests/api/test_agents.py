@@ -81,17 +81,18 @@ def test_create_with_all_fields_keeps_them(client):
     assert got.timezone == "Europe/Paris"
 
 
-def test_create_with_llm_config_instead_of_handle(client):
+def test_create_with_llm_config_instead_of_handle(client, fake_openai):
     agent = client.agents.create(
         llm_config={
             "model": "my-model",
             "model_endpoint_type": "openai",
             "context_window": 4096,
-            "model_endpoint": "http://127.0.0.1:1/v1",
+            "model_endpoint": fake_openai.base_url + "/",  # the configured provider's base URL, normalised
         },
     )
     assert agent.llm_config.model == "my-model"
     assert agent.llm_config.context_window == 4096
+    assert agent.llm_config.api_model_endpoint is None  # the operator's base URL is not shown (R20)
 
 
 def test_context_window_limit_overrides_the_model_window(client):

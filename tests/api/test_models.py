@@ -84,7 +84,7 @@ def test_model_item_describes_the_provider(client, fake_openai):
     (mini,) = [m for m in client.models.list() if m.handle == "openai/gpt-4o-mini"]
     assert (mini.model, mini.name, mini.display_name) == ("gpt-4o-mini",) * 3
     assert (mini.provider_type, mini.provider_name, mini.model_endpoint_type) == ("openai",) * 3
-    assert mini.model_endpoint == fake_openai.base_url
+    assert mini.model_endpoint is None  # the operator's base URL is not shown to tenants (R20)
     assert mini.provider_category == "base"
     assert mini.model_type == "llm"
     assert mini.context_window == mini.max_context_window == 128_000
@@ -140,7 +140,7 @@ def test_embedding_models_include_openai_handles(client, fake_openai):
         item = by_handle[handle]
         assert item.embedding_model == handle.removeprefix("openai/")
         assert (item.provider_type, item.provider_name, item.embedding_endpoint_type) == ("openai",) * 3
-        assert item.embedding_endpoint == fake_openai.base_url
+        assert item.embedding_endpoint is None  # the operator's base URL is not shown to tenants (R20)
 
 
 def test_embedding_models_are_only_the_local_and_openai_ones(client):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from recalld.settings import to_asyncpg_url
 from tests.pgvector import shared_pgvector
-from tests.servers import RecalldServer, create_pg_database, drop_pg_database, free_port, server_env
+from tests.servers import RecalldServer, create_pg_database, drop_pg_database, server_env
 
 BACKENDS = ("sqlite", "postgres", "pgvector")
 MODEL = "openai/gpt-4o-mini"
@@ -332,17 +332,19 @@ def test_passage_over_the_token_limit_is_400_and_nothing_is_stored(client, agent
     assert len(client.agents.passages.list(agent.id)) == 1
 
 
-def test_embedding_failure_is_an_error_and_nothing_is_stored(client):
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+# An embedding model the configured provider serves wrongly: its vectors are not of the config's size. (A dead
+# endpoint of the tenant's own is refused when the agent is created: contract R20.)
+WRONG_SIZE = {"embedding_endpoint_type": "openai", "embedding_model": "my-embedder", "embedding_dim": 100}
+
+
+def test_embedding_failure_is_an_error_and_nothing_is_stored(client, fake_openai):
     broken = client.agents.create(
-        model=MODEL,
-        embedding_config={"embedding_endpoint_type": "openai", "embedding_model": "text-embedding-3-small",
-                          "embedding_dim": 1536, "embedding_endpoint": dead},
+        model=MODEL, embedding_config={**WRONG_SIZE, "embedding_endpoint": fake_openai.base_url}
     )
     with pytest.raises(InternalServerError) as e:
         client.agents.passages.create(broken.id, text="this cannot be embedded")
     assert e.value.status_code == 502
-    assert "could not be reached" in e.value.body["detail"]
+    assert "returned 1536-dimensional vectors" in e.value.body["detail"]
     assert client.agents.passages.list(broken.id) == []
     with pytest.raises(InternalServerError):
         client.agents.passages.search(broken.id, query="anything")
@@ -533,18 +535,16 @@ def test_agent_tools_insert_and_search_archival_memory(client):
     assert "The user's cat is called Miso." in found.tool_return
 
 
-def test_agent_tool_embedding_failure_is_an_error_tool_return_and_stores_nothing(client):
-    dead = f"http://127.0.0.1:{free_port()}/v1"
+def test_agent_tool_embedding_failure_is_an_error_tool_return_and_stores_nothing(client, fake_openai):
     agent = client.agents.create(
         model=MODEL,
         tools=["archival_memory_insert"],
-        embedding_config={"embedding_endpoint_type": "openai", "embedding_model": "text-embedding-3-small",
-                          "embedding_dim": 1536, "embedding_endpoint": dead},
+        embedding_config={**WRONG_SIZE, "embedding_endpoint": fake_openai.base_url},
     )
     response = client.agents.messages.create(
-        agent.id, messages=_tool_call("archival_memory_insert", content="lost to a dead provider")
+        agent.id, messages=_tool_call("archival_memory_insert", content="lost to a broken provider")
     )
     [failed] = [m for m in response.messages if m.message_type == "tool_return_message"]
     assert failed.status == "error"
-    assert "could not be reached" in failed.tool_return
+    assert "returned 1536-dimensional vectors" in failed.tool_return
     assert client.agents.passages.list(agent.id) == []

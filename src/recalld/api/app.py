@@ -34,9 +34,10 @@ from recalld.api.params import reject_repeated_scalars
 from recalld.coord.cluster_lease import TurnLeases
 from recalld.coord.pg_lease import PgLeaseStore
 from recalld.coord.redis_lease import RedisLeaseStore
-from recalld.llm.catalog import ModelCatalog
+from recalld.llm.catalog import ModelCatalog, providers_from_settings
 from recalld.llm.embeddings import Embeddings
 from recalld.llm.http import ProviderHTTP
+from recalld.llm.outbound import OutboundPolicy
 from recalld.llm.providers import ChatClients
 from recalld.obs import metrics, tracing
 from recalld.obs.context import RequestContext
@@ -109,17 +110,20 @@ async def _send_413(send: Send, max_bytes: int) -> None:
 def build_services(settings: Settings) -> Services:
     router = StoreRouter(settings)
     # One keep-alive pool for every model call (each client passes its own timeouts).
-    http = ProviderHTTP()
+    providers = providers_from_settings(settings)
+    # Every call on a tenant's behalf checks its endpoint against this policy and connects through its guard.
+    policy = OutboundPolicy(providers, settings.allowed_endpoints)
+    http = ProviderHTTP(trusted_hosts=policy.trusted_hosts)
     catalog = ModelCatalog(settings, http)
-    resolver = ModelResolver(catalog)
-    clients = ChatClients(settings, catalog, http)
+    resolver = ModelResolver(catalog, policy)
+    clients = ChatClients(settings, catalog, http, policy)
     leases = TurnLeases(
         ttl_s=settings.lease_ttl_s,
         redis=RedisLeaseStore(settings.redis_url) if settings.redis_url else None,
         postgres=PgLeaseStore(router) if router.dialect == "postgresql" else None,
         holder=INSTANCE_ID,
     )
-    passage_service = PassageService(router, settings, resolver, Embeddings(settings, http))
+    passage_service = PassageService(router, settings, resolver, Embeddings(settings, http, policy))
     box = SecretsBox.from_settings(settings)
     return Services(
         settings=settings,
@@ -132,7 +136,7 @@ def build_services(settings: Settings) -> Services:
         orgs=OrgService(router),
         turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service, box=box),
         history=HistoryService(router),
-        runs=RunService(router),
+        runs=RunService(router, resolver.shown_endpoint),
         passages=passage_service,
         archives=ArchiveService(passage_service),
         key_cache=KeyCache(settings.key_cache_ttl_s),

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from recalld.llm.endpoint import ProviderEndpoint
-from recalld.llm.http import ProviderHTTP, iter_lines
+from recalld.llm.http import ProviderHTTP, ResponseTooLarge, iter_lines
 from recalld.llm.retry import ProviderHTTPError, as_api_error
 from recalld.llm.types import (
     ChatRequest,
@@ -246,12 +246,12 @@ def _finish_reason(stop_reason: str | None) -> str | None:
 
 class AnthropicChatClient(ProviderEndpoint):
     def __init__(self, http: ProviderHTTP, *, provider_name: str, base_url: str, api_key: str | None,
-                 timeout_s: float, max_retries: int = 2):
+                 timeout_s: float, max_retries: int = 2, **endpoint_options: Any):
         headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
         if api_key:
             headers["x-api-key"] = api_key
         super().__init__(http, provider_name=provider_name, url=base_url.rstrip("/") + "/messages",
-                         headers=headers, timeout_s=timeout_s, max_retries=max_retries)
+                         headers=headers, timeout_s=timeout_s, max_retries=max_retries, **endpoint_options)
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         system, messages = translate_messages(request.messages)
@@ -277,7 +277,7 @@ class AnthropicChatClient(ProviderEndpoint):
 
         data = await self.post_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-            raise self.malformed(f"response: {str(data)[:200]}")
+            raise self.malformed("response: no content")
         text_parts: list[str] = []
         reasoning_parts: list[str] = []
         calls: list[ToolCall] = []
@@ -312,7 +312,7 @@ class AnthropicChatClient(ProviderEndpoint):
         usage = Usage()
         finished = False
         try:
-            async for event in _sse_events(response):
+            async for event in _sse_events(response, self.max_response_bytes):
                 kind = event.get("type")
                 if kind == "message_start":
                     usage = _usage((event.get("message") or {}).get("usage"), usage)
@@ -359,12 +359,12 @@ class AnthropicChatClient(ProviderEndpoint):
                 elif kind == "error":
                     error = event.get("error") or {}
                     status = _ERROR_EVENT_STATUS.get(str(error.get("type")), 500)
-                    message = str(error.get("message") or error.get("type") or error)[:500]
+                    message = self.reason(error.get("message") or error.get("type"))
                     raise as_api_error(self.provider_name, ProviderHTTPError(status, message))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
-        except ValueError as e:
-            raise self.malformed(f"stream event: {e}") from e
+        except ValueError as e:  # the decoder's message quotes the event: name only what failed
+            raise self.malformed(f"stream event ({type(e).__name__})") from e
         finally:
             response.release()
         if not finished and finish_reason is None:
@@ -379,20 +379,26 @@ class AnthropicChatClient(ProviderEndpoint):
         )
 
 
-async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of a server-sent event stream (`data:` lines joined per event)."""
+async def _sse_events(response: aiohttp.ClientResponse, max_event_bytes: int) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream (`data:` lines joined per event), each at most
+    max_event_bytes."""
     data: list[str] = []
-    async for line in iter_lines(response):
+    size = 0
+    async for line in iter_lines(response, max_event_bytes):
         if not line:
             if data:
                 payload = "\n".join(data)
                 data = []
+                size = 0
                 event = json.loads(payload)
                 if isinstance(event, dict):
                     yield event
             continue
         if line.startswith("data:"):
             value = line[5:]
+            size += len(value)
+            if size > max_event_bytes:
+                raise ResponseTooLarge(f"a streamed event is over the {max_event_bytes}-byte limit")
             data.append(value[1:] if value.startswith(" ") else value)
         # `event:` names repeat the payload's `type`; comments (`:`) and other fields are ignored.
     if data:

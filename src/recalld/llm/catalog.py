@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -80,6 +81,10 @@ _LLM_ONLY_KEYS = ("name", "display_name", "provider_type", "model_type", "max_co
 _EMBEDDING_ONLY_KEYS = ("name", "display_name", "provider_type", "provider_name", "model_type")
 
 
+# Base URLs that are public knowledge, shown to tenants as they are; any other reads as null (contract R20).
+WELL_KNOWN_PUBLIC_HOSTS = frozenset({"api.openai.com", "api.anthropic.com"})
+
+
 @dataclass(frozen=True)
 class Provider:
     """A configured model provider: `name` is the handle prefix, `kind` the protocol."""
@@ -88,6 +93,14 @@ class Provider:
     kind: str  # "openai" (OpenAI-compatible) or "anthropic"
     base_url: str  # includes /v1
     api_key: str | None = None
+
+    @property
+    def shown_base_url(self) -> str | None:
+        """The base URL as tenants may see it: itself when it is a well-known public API, else None (an
+        operator's internal model server stays unnamed)."""
+        parts = urlsplit(self.base_url)
+        public = parts.scheme == "https" and parts.port in (None, 443) and parts.hostname in WELL_KNOWN_PUBLIC_HOSTS
+        return self.base_url if public else None
 
 
 def _with_v1(url: str) -> str:
@@ -304,11 +317,25 @@ class ModelCatalog:
                 continue
             if provider_type is not None and provider.name != provider_type:
                 continue
-            items.extend(_llm_item(provider, i) for i in self._ids[provider.name] if not _is_embedding_id(i))
+            shown = provider.shown_base_url
+            items.extend(
+                {**_llm_item(provider, i), "model_endpoint": shown}
+                for i in self._ids[provider.name]
+                if not _is_embedding_id(i)
+            )
         return items
 
     def embedding_models(self) -> list[dict]:
         """Embedding models as `GET /v1/models/embedding` items: OpenAI's fixed three, then the local one."""
+        openai = self.provider("openai")
+        shown = openai.shown_base_url if openai is not None else None
+        return [
+            {**item, "embedding_endpoint": shown} if item["embedding_endpoint"] else item
+            for item in self._embedding_items()
+        ]
+
+    def _embedding_items(self) -> list[dict]:
+        """The embedding models with their real endpoints, as configs are built from them."""
         items = []
         openai = self.provider("openai")
         if openai is not None:
@@ -351,7 +378,7 @@ class ModelCatalog:
         """The EmbeddingConfig dict for an embedding handle; 400 when the handle is not offered."""
         provider_name, model_id = handle.partition("/")[::2]
         canonical = f"{'openai' if provider_name == 'openai-proxy' else provider_name}/{model_id}"
-        for item in self.embedding_models():
+        for item in self._embedding_items():
             if item["handle"] == canonical:
                 return {k: v for k, v in item.items() if k not in _EMBEDDING_ONLY_KEYS}
         raise InvalidInput(f"INVALID_ARGUMENT: Embedding model {handle} not found")

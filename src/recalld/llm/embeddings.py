@@ -19,7 +19,8 @@ import orjson
 from recalld.errors import InvalidInput, ProviderError
 from recalld.llm.catalog import LOCAL_EMBEDDING_ENDPOINT_TYPE, Provider, providers_from_settings
 from recalld.llm.embeddings_local import LocalEmbedder
-from recalld.llm.http import ProviderHTTP, client_timeout
+from recalld.llm.http import ProviderHTTP, client_timeout, read_body
+from recalld.llm.outbound import OutboundPolicy
 from recalld.llm.retry import http_error, with_retries
 from recalld.obs import metrics, tracing
 from recalld.settings import Settings
@@ -57,11 +58,12 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 class Embeddings:
     """One entry point for every embedding model the server can use."""
 
-    def __init__(self, settings: Settings, http: ProviderHTTP):
+    def __init__(self, settings: Settings, http: ProviderHTTP, policy: OutboundPolicy | None = None):
         self.settings = settings
         self.http = http
-        self.timeout = client_timeout(settings.llm_timeout_s)
+        self.timeout = client_timeout(settings.llm_timeout_s, settings.outbound_timeout_s)
         self.providers: list[Provider] = providers_from_settings(settings)
+        self.policy = policy or OutboundPolicy(self.providers, settings.allowed_endpoints)
         self.local = LocalEmbedder(max_batch_texts=settings.embedding_local_batch)
 
     async def embed(self, config: dict, texts: list[str]) -> np.ndarray:
@@ -89,23 +91,28 @@ class Embeddings:
             )
         return vectors
 
-    def _endpoint(self, config: dict) -> tuple[str, str | None, str]:
-        """(base URL, API key, provider name) for a remote config. The provider's key goes only to that
-        provider's own base URL, never to an endpoint a request named."""
-        endpoint = (config.get("embedding_endpoint") or "").rstrip("/")
-        prefix = embedding_handle(config).partition("/")[0]
-        by_name = next((p for p in self.providers if p.name == prefix and p.kind == "openai"), None)
-        if not endpoint:
-            if by_name is None:
+    def _endpoint(self, config: dict) -> tuple[str, str | None, str, bool]:
+        """(base URL, API key, provider name, trusted) for a remote config. The endpoint picks the key: a
+        provider's key goes only to that provider's own base URL, an allowlisted endpoint gets none, and any
+        other endpoint (a row stored before R20) is refused here, before anything is sent."""
+        endpoint = config.get("embedding_endpoint") or None
+        if endpoint is None:
+            prefix = embedding_handle(config).partition("/")[0]
+            provider = next((p for p in self.providers if p.name == prefix and p.kind == "openai"), None)
+            if provider is None:
                 raise ProviderError(f"no endpoint is configured for embedding model {embedding_handle(config)}")
-            endpoint = by_name.base_url.rstrip("/")
-        provider = next((p for p in self.providers if p.base_url.rstrip("/") == endpoint), None)
-        if provider is not None:
-            return endpoint, provider.api_key, provider.name
-        return endpoint, None, prefix or "embedding provider"
+            return provider.base_url, provider.api_key, provider.name, True
+        route = self.policy.route(endpoint, "embedding_config.embedding_endpoint")
+        if route.provider is None:
+            return route.base_url, None, "allowlisted endpoint", False
+        if route.provider.kind != "openai":
+            raise InvalidInput("INVALID_ARGUMENT: embedding_config.embedding_endpoint names a provider without an "
+                               "OpenAI-compatible embeddings API")
+        return route.provider.base_url, route.provider.api_key, route.provider.name, True
 
     async def _embed_remote(self, config: dict, texts: list[str]) -> np.ndarray:
-        endpoint, api_key, provider_name = self._endpoint(config)
+        endpoint, api_key, provider_name, trusted = self._endpoint(config)
+        max_bytes = self.settings.outbound_max_response_bytes
         model = str(config.get("embedding_model"))
         batch = max(1, min(int(config.get("batch_size") or 32), MAX_INPUTS_PER_REQUEST))
         headers = {"Content-Type": "application/json"}
@@ -120,10 +127,10 @@ class Embeddings:
             async def call() -> np.ndarray:
                 response = await self.http.post(f"{endpoint}/embeddings", data=orjson.dumps({**body, "input": chunk}),
                                                 headers=headers, timeout=self.timeout)
-                if response.status >= 400:
-                    raise await http_error(response)
+                if response.status >= 300:  # a 3xx too: redirects are not followed
+                    raise await http_error(response, trusted=trusted)
                 async with response:
-                    content = await response.read()
+                    content = await read_body(response, max_bytes)
                 return _parse_embeddings(content, len(chunk), provider_name)
 
             async with gate:
@@ -160,4 +167,5 @@ def _parse_embeddings(content: bytes, expected: int, provider: str) -> np.ndarra
             raise ValueError("missing or ragged vectors")
         return np.stack(rows)  # type: ignore[arg-type]
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-        raise ProviderError(f"{provider} returned an unreadable embeddings reply: {e}") from e
+        # The exception's text may quote the reply: name only its kind.
+        raise ProviderError(f"{provider} returned an unreadable embeddings reply ({type(e).__name__})") from e

@@ -46,12 +46,13 @@ class OpenAIChatClient(ProviderEndpoint):
         api_key: str | None,
         timeout_s: float,
         max_retries: int = 2,
+        **endpoint_options: Any,
     ):
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         super().__init__(http, provider_name=provider_name, url=base_url.rstrip("/") + "/chat/completions",
-                         headers=headers, timeout_s=timeout_s, max_retries=max_retries)
+                         headers=headers, timeout_s=timeout_s, max_retries=max_retries, **endpoint_options)
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model, "messages": request.messages}
@@ -77,7 +78,7 @@ class OpenAIChatClient(ProviderEndpoint):
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (KeyError, IndexError, TypeError) as e:
-            raise self.malformed(f"response: {str(data)[:200]}") from e
+            raise self.malformed("response: no choices") from e
         calls = [
             ToolCall(
                 id=c.get("id") or f"call_{i}",
@@ -104,7 +105,7 @@ class OpenAIChatClient(ProviderEndpoint):
         finish_reason = None
         usage = Usage()
         try:
-            async for line in iter_lines(response):
+            async for line in iter_lines(response, self.max_response_bytes):
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -116,7 +117,8 @@ class OpenAIChatClient(ProviderEndpoint):
                 if chunk.get("error"):  # an error reported mid-stream (after the 200 went out)
                     error = chunk["error"]
                     message = error.get("message") if isinstance(error, dict) else error
-                    raise as_api_error(self.provider_name, ValueError(f"stream error: {str(message)[:500]}"))
+                    reason = self.reason(message)
+                    raise as_api_error(self.provider_name, ValueError(f"stream error: {reason or 'no reason given'}"))
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or []:
@@ -145,8 +147,8 @@ class OpenAIChatClient(ProviderEndpoint):
                         )
         except (aiohttp.ClientError, TimeoutError) as e:
             raise as_api_error(self.provider_name, e) from e
-        except ValueError as e:
-            raise self.malformed(f"stream chunk: {e}") from e
+        except ValueError as e:  # the decoder's message quotes the chunk: name only what failed
+            raise self.malformed(f"stream chunk ({type(e).__name__})") from e
         finally:
             response.release()
         yield ChatResponse(

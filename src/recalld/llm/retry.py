@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import TypeVar
 
 import aiohttp
 import orjson
 
-from recalld.errors import ProviderError, ProviderRateLimited, ProviderTimeout
+from recalld.errors import ProviderError, ProviderRateLimited, ProviderRefused, ProviderTimeout
+from recalld.llm.http import NonPublicAddress, ResponseTooLarge, read_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -20,28 +23,42 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_BACKOFF_S = 8.0
 
 
+# Of a configured provider's error body, at most this much is read and this much of its message reported.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_REASON_CHARS = 200
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
 class ProviderHTTPError(Exception):
-    """A provider answered with an error status; `message` is the provider's own text."""
+    """A provider answered with an error status; `message` is a short sanitised reason ("" when none is told)."""
 
     def __init__(self, status: int, message: str, retry_after_s: float | None = None):
-        super().__init__(f"{status}: {message}")
+        super().__init__(f"{status}: {message}" if message else str(status))
         self.status = status
         self.message = message
         self.retry_after_s = retry_after_s
 
 
-def provider_message(content: bytes, reason: str | None = None) -> str:
-    """The error text a provider put in its body (OpenAI and Anthropic both nest it under `error`)."""
+def sanitized(text: str) -> str:
+    """Text fit to go into an API error: control characters gone, whitespace collapsed, truncated."""
+    text = " ".join(_CONTROL_CHARS.sub(" ", text).split())
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def provider_message(content: bytes) -> str:
+    """The short reason a configured provider gave: the JSON `error.message` (OpenAI and Anthropic both nest it
+    under `error`), sanitised; "" for any other body, which is never echoed."""
     try:
         body = orjson.loads(content)
     except ValueError:
-        return content.decode("utf-8", "replace")[:500] or reason or ""
+        return ""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or error)[:500]
+        message = error.get("message") or error.get("type")
+        return sanitized(message) if isinstance(message, str) else ""
     if isinstance(error, str):
-        return error[:500]
-    return str(body)[:500]
+        return sanitized(error)
+    return ""
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -52,13 +69,27 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-async def http_error(response: aiohttp.ClientResponse) -> ProviderHTTPError:
-    """The error an HTTP error answer stands for; reads its body and releases the response."""
+async def http_error(response: aiohttp.ClientResponse, *, trusted: bool) -> ProviderHTTPError:
+    """The error a non-2xx answer stands for; releases the response. Only a configured provider's (`trusted`)
+    body is read, for its reason; an allowlisted endpoint's answer is reported by its status alone."""
+    message = ""
     try:
-        content = await response.read()
+        if trusted and response.status >= 400:
+            message = provider_message(await read_body(response, MAX_ERROR_BODY_BYTES))
+    except (aiohttp.ClientError, TimeoutError, ResponseTooLarge):
+        pass  # the status alone is reported
     finally:
         response.release()
-    return ProviderHTTPError(response.status, provider_message(content, response.reason), retry_after(response.headers))
+    if 300 <= response.status < 400:
+        message = "redirects are not followed"
+    return ProviderHTTPError(response.status, message, retry_after(response.headers))
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def as_api_error(provider: str, exc: Exception) -> ProviderError:
@@ -67,16 +98,27 @@ def as_api_error(provider: str, exc: Exception) -> ProviderError:
     if isinstance(exc, TimeoutError):
         return ProviderTimeout(f"{provider} did not answer in time ({type(exc).__name__})")
     if isinstance(exc, ProviderHTTPError):
-        detail = f"{provider} returned {exc.status}: {exc.message}"
+        detail = f"{provider} returned " + (f"{exc.status}: {exc.message}" if exc.message else _status_text(exc.status))
         if exc.status == 429:
             return ProviderRateLimited(detail, retry_after_s=exc.retry_after_s)
         return ProviderError(detail)
+    if _refused_address(exc):
+        return ProviderRefused(
+            f"{provider} could not be reached: its host resolves to no public address, and only the operator's "
+            "configured or allowlisted hosts may be on a private network"
+        )
     if isinstance(exc, aiohttp.ClientError):
         return ProviderError(f"{provider} could not be reached: {type(exc).__name__}")
     return ProviderError(f"{provider} failed: {exc}")
 
 
+def _refused_address(exc: Exception) -> bool:
+    return isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, NonPublicAddress)
+
+
 def _retryable(exc: Exception) -> bool:
+    if _refused_address(exc):
+        return False  # the guard answers the same way every time
     if isinstance(exc, ProviderHTTPError):
         return exc.status in RETRY_STATUSES
     if isinstance(exc, TimeoutError):

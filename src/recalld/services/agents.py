@@ -322,11 +322,19 @@ class AgentService:
         if include & {"agent.tags", "agent.blocks"}:
             tags = (await agents_store.tags_for(conn, org_id, [row["id"]]))[row["id"]]
         message_ids = await messages_store.in_context_ids(conn, org_id, row)
-        return agent_view(self._opened(row), blocks=blocks, tools=tools, tags=tags, message_ids=message_ids)
+        return self._shown(
+            agent_view(self._opened(row), blocks=blocks, tools=tools, tags=tags, message_ids=message_ids)
+        )
 
     def _opened(self, row: dict) -> dict:
         """The row with its secrets decrypted, for the view (Letta shows them to the agent's organization)."""
         return {**row, "secrets": self.box.open_mapping(row.get("secrets"))} if row.get("secrets") else row
+
+    def _shown(self, view: dict) -> dict:
+        """An agent as its organization sees it: no operator base URL in its configs (R20)."""
+        view["llm_config"] = self.models.shown_llm_config(view["llm_config"])
+        view["embedding_config"] = self.models.shown_embedding_config(view["embedding_config"])
+        return view
 
     async def _get_or_404(self, conn: AsyncConnection, org_id: str, agent_id: str) -> dict:
         row = await agents_store.get(conn, org_id, agent_id)
@@ -398,12 +406,14 @@ class AgentService:
             for r in rows:
                 message_ids = await messages_store.in_context_ids(conn, caller.org_id, r)
                 out.append(
-                    agent_view(
-                        self._opened(r),
-                        blocks=blocks.get(r["id"], []),
-                        tools=tools.get(r["id"], []),
-                        tags=tags_by.get(r["id"], []),
-                        message_ids=message_ids,
+                    self._shown(
+                        agent_view(
+                            self._opened(r),
+                            blocks=blocks.get(r["id"], []),
+                            tools=tools.get(r["id"], []),
+                            tags=tags_by.get(r["id"], []),
+                            message_ids=message_ids,
+                        )
                     )
                 )
             return out

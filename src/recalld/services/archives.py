@@ -67,11 +67,11 @@ class ArchiveService:
         }
         async with self.router.write(caller.org_id) as conn:
             await archives_store.insert(conn, row)
-        return archive_view(row)
+        return self.passages.shown(archive_view(row))
 
     async def retrieve(self, caller: Caller, archive_id: str) -> dict:
         async with self.router.read(caller.org_id) as conn:
-            return archive_view(await self._get_or_404(conn, caller.org_id, archive_id))
+            return self.passages.shown(archive_view(await self._get_or_404(conn, caller.org_id, archive_id)))
 
     async def list(self, caller: Caller, *, name: str | None, agent_id: str | None, before: str | None,
                    after: str | None, limit: int, ascending: bool) -> list[dict]:
@@ -80,7 +80,7 @@ class ArchiveService:
                 conn, caller.org_id, name=name, agent_id=agent_id, before=before, after=after, limit=limit,
                 ascending=ascending,
             )
-        return [archive_view(r) for r in rows]
+        return [self.passages.shown(archive_view(r)) for r in rows]
 
     async def update(self, caller: Caller, archive_id: str, changes: dict) -> dict:
         values = {k: changes[k] for k in ("name", "description") if k in changes}
@@ -91,7 +91,7 @@ class ArchiveService:
             values["updated_at"] = utcnow()
             values["last_updated_by_id"] = caller.user_id
             await archives_store.update(conn, caller.org_id, archive_id, values)
-        return archive_view({**row, **values})
+        return self.passages.shown(archive_view({**row, **values}))
 
     async def delete(self, caller: Caller, archive_id: str) -> None:
         """Delete the archive and its passages; agents it was attached to simply lose it."""
@@ -127,7 +127,7 @@ class ArchiveService:
         async with self.router.write(caller.org_id) as conn:
             await self._get_or_404(conn, caller.org_id, archive_id)
             await passages_store.insert(conn, self.passages.layout, rows, vectors)
-        return [passage_view(row, vector) for row, vector in zip(rows, vectors, strict=True)]
+        return [self.passages.shown(passage_view(row, vector)) for row, vector in zip(rows, vectors, strict=True)]
 
     async def delete_passage(self, caller: Caller, archive_id: str, passage_id: str) -> None:
         async with self.router.write(caller.org_id) as conn:

@@ -123,6 +123,11 @@ class PassageService:
         self.embeddings = embeddings
         self.layout = vectors.NO_VECTORS
 
+    def shown(self, view: dict) -> dict:
+        """A passage or archive as its organization sees it: no operator base URL in its config (R20)."""
+        view["embedding_config"] = self.models.shown_embedding_config(view.get("embedding_config"))
+        return view
+
     async def start(self) -> None:
         """Detect pgvector (adding its columns where needed) and load the local model."""
         self.layout = await vectors.prepare(self.router.primary)
@@ -208,7 +213,7 @@ class PassageService:
             # The archive (or agent) went away between the read and the write: try once more from scratch.
             await self._write(caller, agent_id, row, vector, config, ensure_archive=True)
         row["embedding_dim"] = int(vector.shape[0])
-        return [passage_view(row, vector)]
+        return [self.shown(passage_view(row, vector))]
 
     async def _write(self, caller: Caller, agent_id: str, row: dict, vector: np.ndarray, config: dict,
                      *, ensure_archive: bool) -> None:
@@ -327,7 +332,7 @@ class PassageService:
                 limit=limit,
                 ascending=ascending,
             )
-        return [passage_view(r) for r in rows]
+        return [self.shown(passage_view(r)) for r in rows]
 
     async def delete(self, caller: Caller, agent_id: str, passage_id: str) -> None:
         async with self.router.write(caller.org_id) as conn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from recalld.errors import NotFound
 from recalld.services.caller import Caller
 from recalld.store import runs as runs_store
@@ -58,8 +60,15 @@ def step_view(row: dict) -> dict:
 
 
 class RunService:
-    def __init__(self, router: StoreRouter):
+    def __init__(self, router: StoreRouter, shown_endpoint: Callable[[str | None], str | None] | None = None):
         self.router = router
+        # Steps name the endpoint their model was called at: only as tenants may see it (R20); unknown: null.
+        self.shown_endpoint = shown_endpoint or (lambda _endpoint: None)
+
+    def _step(self, row: dict) -> dict:
+        view = step_view(row)
+        view["model_endpoint"] = self.shown_endpoint(view["model_endpoint"])
+        return view
 
     async def retrieve(self, caller: Caller, run_id: str) -> dict:
         async with self.router.read(caller.org_id) as conn:
@@ -136,11 +145,11 @@ class RunService:
             rows = await runs_store.steps_page(
                 conn, caller.org_id, filters=filters, before=before, after=after, limit=limit, ascending=ascending
             )
-        return [step_view(r) for r in rows]
+        return [self._step(r) for r in rows]
 
     async def step(self, caller: Caller, step_id: str) -> dict:
         async with self.router.read(caller.org_id) as conn:
             row = await runs_store.get_step(conn, caller.org_id, step_id)
         if row is None:
             raise NotFound(f"Step with id '{step_id}' not found")
-        return step_view(row)
+        return self._step(row)

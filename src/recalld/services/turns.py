@@ -485,7 +485,7 @@ class TurnService:
                 "provider_name": llm_config.get("provider_name") or llm_config.get("model_endpoint_type"),
                 "model": llm_config.get("model"),
                 "model_handle": llm_config.get("handle"),
-                "model_endpoint": llm_config.get("model_endpoint"),
+                "model_endpoint": self.models.shown_endpoint(llm_config.get("model_endpoint")),
                 "context_window_limit": llm_config.get("context_window"),
                 "prompt_tokens": result.usage.prompt_tokens,
                 "completion_tokens": result.usage.completion_tokens,
