@@ -17,6 +17,20 @@ import httpx
 PG_ADMIN_URI = os.environ.get("RECALLD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def _tool_python() -> str | None:
+    """The interpreter custom tools run with in test servers. As root, the sandbox runs as an unprivileged uid,
+    which cannot read an interpreter under /root (pyenv's): the system Python is used then."""
+    chosen = os.environ.get("RECALLD_TEST_TOOL_PYTHON")
+    if chosen:
+        return chosen
+    if os.geteuid() == 0 and sys.base_prefix.startswith("/root") and os.path.exists("/usr/bin/python3"):
+        return "/usr/bin/python3"
+    return None
+
+
+TOOL_PYTHON = _tool_python()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,6 +156,8 @@ def server_env(
     env["RECALLD_DRAIN_GRACE"] = "0"
     if pg_uri:
         env["RECALLD_PG_URI"] = pg_uri
+    if TOOL_PYTHON:
+        env["RECALLD_TOOL_PYTHON"] = TOOL_PYTHON
     if openai_base_url:
         env["OPENAI_BASE_URL"] = openai_base_url
         env["OPENAI_API_KEY"] = "sk-test"

@@ -115,11 +115,11 @@ def boom_{suffix}(x: str) -> str:
     agent = client.agents.create(model=MODEL, tool_ids=[ok.id, boom.id])
     good = client.agents.messages.create(agent.id, messages=[user(call(f"add_{suffix}", a=2, b=3))])
     ret = next(m for m in good.messages if m.message_type == "tool_return_message")
-    assert ret.status == "success" and ret.tool_return == "5" and "adding" in ret.stdout
+    assert ret.status == "success" and ret.tool_return == "5" and ret.stdout == ["adding\n"]
     bad = client.agents.messages.create(agent.id, messages=[user(call(f"boom_{suffix}", x="now"))])
     ret = next(m for m in bad.messages if m.message_type == "tool_return_message")
     assert ret.status == "error" and "kaboom now" in ret.tool_return
-    assert "ValueError" in ret.stderr
+    assert len(ret.stderr) == 1 and "ValueError: kaboom now" in ret.stderr[0]
     assert bad.stop_reason.stop_reason == "end_turn"
 
 

@@ -14,7 +14,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
-from recalld.api import agents, archives, blocks, errors, health, messages, models, passages, runs, tools, unsupported
+from recalld.api import (
+    agents,
+    archives,
+    blocks,
+    errors,
+    health,
+    messages,
+    models,
+    passages,
+    runs,
+    sandbox_configs,
+    tools,
+    unsupported,
+)
 from recalld.api.deps import Services
 from recalld.api.params import reject_repeated_scalars
 from recalld.coord.cluster_lease import TurnLeases
@@ -26,6 +39,7 @@ from recalld.llm.http import ProviderHTTP
 from recalld.llm.providers import ChatClients
 from recalld.obs import metrics, tracing
 from recalld.obs.context import RequestContext
+from recalld.sandbox import ToolSandbox
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
 from recalld.services.blocks import BlockService
@@ -35,6 +49,7 @@ from recalld.services.orgs import OrgService
 from recalld.services.passages import PassageService
 from recalld.services.reaper import RunReaper
 from recalld.services.runs import RunService
+from recalld.services.sandbox_configs import SandboxConfigService
 from recalld.services.tools import ToolService
 from recalld.services.turns import INSTANCE_ID, TurnService
 from recalld.settings import Settings
@@ -104,6 +119,7 @@ def build_services(settings: Settings) -> Services:
         holder=INSTANCE_ID,
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http))
+    sandbox = ToolSandbox(settings)
     return Services(
         settings=settings,
         router=router,
@@ -111,9 +127,9 @@ def build_services(settings: Settings) -> Services:
         models=resolver,
         agents=AgentService(router, settings, resolver),
         blocks=BlockService(router, settings),
-        tools=ToolService(router),
+        tools=ToolService(router, sandbox),
         orgs=OrgService(router),
-        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service),
+        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service, sandbox=sandbox),
         history=HistoryService(router),
         runs=RunService(router),
         passages=passage_service,
@@ -140,10 +156,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.setup(settings.otel_endpoint, instance_id=INSTANCE_ID)
         services = build_services(settings)
         app.state.services = services
+        app.state.sandbox_configs = SandboxConfigService(services.router)
         await upgrade_to_head(services.router.primary)
         await services.orgs.bootstrap()
         await services.models.catalog.refresh()
         await services.passages.start()
+        await services.tools.sandbox.start()  # probes bwrap once; RECALLD_TOOL_SANDBOX=bwrap fails here without it
         reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
         metrics.POOLS.sources = [services.router.pool_stats]
         metrics.QUEUE.source = services.turns.leases.total_queued
@@ -179,7 +197,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     # Routes are matched in order: the message routes, the hottest, come first.
-    for module in (messages, health, agents, blocks, tools, models, runs, passages, archives, unsupported):
+    routers = (messages, health, agents, blocks, tools, sandbox_configs, models, runs, passages, archives, unsupported)
+    for module in routers:
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld import ids
 from recalld.errors import Conflict, InvalidInput, NotFound
+from recalld.sandbox import ToolSandbox
 from recalld.services.caller import Caller
 from recalld.services.views import tool_view
 from recalld.store import agents as agents_store
@@ -117,11 +118,24 @@ class _NameTaken(Exception):
     """Internal: an insert lost a race for a tool name."""
 
 
+def _refuse_requirements(body: dict) -> None:
+    # Nothing installs packages into the sandbox: requirements would be accepted and silently not met.
+    for field in ("pip_requirements", "npm_requirements"):
+        if body.get(field):
+            raise InvalidInput(
+                f"{field}: recalld does not install packages for tools; a tool may import the standard library "
+                "and what the operator provides in RECALLD_TOOL_PACKAGES_DIR (see the README)"
+            )
+
+
 class ToolService:
-    def __init__(self, router: StoreRouter):
+    def __init__(self, router: StoreRouter, sandbox: ToolSandbox):
         self.router = router
+        self.sandbox = sandbox
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
+        _refuse_requirements(body)
+        self.sandbox.require_available()
         fields = _fields_from(body, _schema_for(body), caller)
         # A concurrent create of the same name can win between our lookup and our insert. A create then
         # is a plain 409; an upsert must still replace, so it runs again and finds the winner's row.
@@ -166,6 +180,9 @@ class ToolService:
         return tool_view(row)
 
     async def update(self, caller: Caller, tool_id: str, changes: dict) -> dict:
+        _refuse_requirements(changes)
+        if changes.get("source_code"):
+            self.sandbox.require_available()
         async with self.router.write(caller.org_id) as conn:
             row = await tools_store.get(conn, caller.org_id, tool_id)
             if row is None:

@@ -34,6 +34,7 @@ from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
 from recalld.obs import metrics
 from recalld.obs.context import bind_run, turn_scope
+from recalld.sandbox import ToolSandbox
 from recalld.services.caller import Caller
 from recalld.services.memory import archival_count
 from recalld.services.models import ModelResolver
@@ -120,9 +121,11 @@ class TurnService:
         clients: ChatClients,
         leases: TurnLeases,
         passages: Any | None = None,
+        sandbox: ToolSandbox | None = None,
     ):
         self.router = router
         self.settings = settings
+        self.sandbox = sandbox
         self.models = models
         self.clients = clients
         self.leases = leases
@@ -364,8 +367,7 @@ class TurnService:
         runner = ToolRunner(
             state.tools,
             state.memory,
-            TurnToolServices(self.router, caller, state.agent, self.passages),
-            secrets=state.agent.get("secrets") or {},
+            TurnToolServices(self.router, caller, state.agent, self.passages, self.sandbox),
         )
         rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
         usage = Usage()
