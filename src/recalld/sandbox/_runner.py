@@ -25,27 +25,35 @@ def _not_dumpable():
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
-def _run_tool(payload, write_fd):
-    import asyncio
-    import inspect
-    import traceback
+def _takes_agent_state(fn):
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    return "agent_state" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
 
+
+def _run_tool(payload, write_fd):
+    # Imports stay lazy: each one costs every tool call its start-up time.
     name = payload["name"]
     try:
         namespace = {"__name__": "__recalld_tool__"}
         exec(compile(payload["source"], "<tool>", "exec"), namespace)
         fn = namespace[name]
         args = dict(payload["args"])
-        if "agent_state" in inspect.signature(fn).parameters:
+        if _takes_agent_state(fn):
             args.setdefault("agent_state", None)
         value = fn(**args)
-        if inspect.isawaitable(value):
+        if hasattr(value, "__await__"):
+            import asyncio
+
             value = asyncio.run(value)
         try:
             encoded = json.dumps({"ok": True, "result": value})
         except (TypeError, ValueError):
             encoded = json.dumps({"ok": True, "result": str(value)})
     except BaseException as e:  # noqa: BLE001 - every failure of the tool is its error result
+        import traceback
+
         traceback.print_exc()
         sys.stderr.write(f"Error executing function {name}: {type(e).__name__}: {e}\n")
         encoded = json.dumps({"ok": False, "result": f"{type(e).__name__}: {e}"})
