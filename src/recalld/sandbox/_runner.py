@@ -99,7 +99,7 @@ def main():
         frame = {"ok": False, "result": f"the tool's return value is over the limit of {limit} bytes"}
         data = json.dumps(frame).encode()
     elif not chunks:
-        data = json.dumps({"ok": False, "result": "the tool process ended without returning"}).encode()
+        data = json.dumps({"ok": False, "result": "the tool process ended without returning a result"}).encode()
     else:
         data = b"".join(chunks)
     view = memoryview(data)

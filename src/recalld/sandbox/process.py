@@ -120,21 +120,23 @@ async def run_process(
     result_task = asyncio.ensure_future(_read_result(result_read_fd, result_bytes))
     timed_out = False
     try:
-        async with asyncio.timeout(timeout_s):
-            process.stdin.write(payload)
-            with contextlib.suppress(ConnectionError):
-                await process.stdin.drain()
-            process.stdin.close()
-            await process.wait()
-    except TimeoutError:
-        timed_out = True
-    finally:
-        _kill_group(process)  # also on a normal exit: whatever it left in its group goes with it
-        await process.wait()
-    done, pending = await asyncio.wait([*readers, result_task], timeout=_DRAIN_GRACE_S)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            async with asyncio.timeout(timeout_s):
+                process.stdin.write(payload)
+                with contextlib.suppress(ConnectionError):
+                    await process.stdin.drain()
+                process.stdin.close()
+                await process.wait()
+        except TimeoutError:
+            timed_out = True
+        finally:
+            _kill_group(process)  # also on a normal exit: whatever it left in its group goes with it
+            await asyncio.shield(process.wait())
+        done, _ = await asyncio.wait([*readers, result_task], timeout=_DRAIN_GRACE_S)
+    finally:  # a cancelled turn too: no reader outlives the call
+        for task in (*readers, result_task):
+            task.cancel()
+        await asyncio.gather(*readers, result_task, return_exceptions=True)
     result, over = (None, False)
     if result_task in done and result_task.exception() is None:
         result, over = result_task.result()
