@@ -6,9 +6,9 @@ Two servers run side by side on SQLite (RECALLD_TOOL_SANDBOX=bwrap and =unsafe-s
 scripted LLM at 0 ms. Each has an agent with one custom tool (adds two numbers and prints a line). One "turn with
 a tool" is a send whose model calls the tool once and then answers: two model calls, one tool process. A "turn
 without a tool" (the model answers at once) on the same server is the baseline the tool adds to. A run sends
---calls turns of each kind, one at a time, to each server; runs alternate between the servers so both see the
-same machine; the figures are the medians over --runs runs of each run's p50 and CPU per call. CPU is that of the
-server's process tree, tool processes included (they are its children, reaped: /proc cutime/cstime).
+--calls turns of each kind, one at a time, to each server, the two servers' calls interleaved one by one so
+both see the same machine; the figures are the medians over --runs runs of each run's p50 and CPU per call. CPU
+is that of the server's process tree, tool processes included (they are its children, reaped: cutime/cstime).
 
     .venv/bin/python bench/tool_sandbox.py                       # 3 runs of 100 calls
     .venv/bin/python bench/tool_sandbox.py --runs 5 --calls 200
@@ -82,26 +82,36 @@ def send(http: httpx.Client, agent_id: str, text: str, *, expect_tool: bool) -> 
     return elapsed
 
 
-def measure(server: RecalldProcess, agent_id: str, calls: int) -> dict:
-    sampler = ProcessSampler(server.pid).start()
+def measure(servers: dict[str, RecalldProcess], agents: dict[str, str], calls: int) -> dict[str, dict]:
+    """One run: each kind of turn `calls` times per server, the servers' calls interleaved one by one, so a
+    change in the machine's load (other processes) hits both alike."""
+    samplers = {mode: ProcessSampler(server.pid).start() for mode, server in servers.items()}
+    clients = {mode: httpx.Client(base_url=server.url, timeout=60) for mode, server in servers.items()}
+    results: dict[str, dict] = {mode: {} for mode in servers}
     try:
-        results = {}
-        with httpx.Client(base_url=server.url, timeout=60) as http:
-            for kind, text, expect in (
-                ("with_tool", f'CALL {TOOL_NAME} {{"a": 2, "b": 3}}', True),
-                ("without_tool", "hello", False),
-            ):
-                began = sampler.begin()
-                latencies = sorted(send(http, agent_id, text, expect_tool=expect) for _ in range(calls))
-                usage = sampler.end(began) or {"cpu_s": float("nan")}
-                results[kind] = {
-                    "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-                    "p90_ms": round(percentile(latencies, 90) * 1000, 2),
+        for kind, text, expect in (
+            ("with_tool", f'CALL {TOOL_NAME} {{"a": 2, "b": 3}}', True),
+            ("without_tool", "hello", False),
+        ):
+            began = {mode: sampler.begin() for mode, sampler in samplers.items()}
+            latencies: dict[str, list[float]] = {mode: [] for mode in servers}
+            for _ in range(calls):
+                for mode, http in clients.items():
+                    latencies[mode].append(send(http, agents[mode], text, expect_tool=expect))
+            for mode, sampler in samplers.items():
+                usage = sampler.end(began[mode]) or {"cpu_s": float("nan")}
+                ordered = sorted(latencies[mode])
+                results[mode][kind] = {
+                    "p50_ms": round(percentile(ordered, 50) * 1000, 2),
+                    "p90_ms": round(percentile(ordered, 90) * 1000, 2),
                     "cpu_ms_per_call": round(usage["cpu_s"] * 1000 / calls, 2),
                 }
         return results
     finally:
-        sampler.stop()
+        for http in clients.values():
+            http.close()
+        for sampler in samplers.values():
+            sampler.stop()
 
 
 def main() -> int:
@@ -126,9 +136,10 @@ def main() -> int:
                     send(http, agents[mode], f'CALL {TOOL_NAME} {{"a": 2, "b": 3}}', expect_tool=True)
         runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
         for run in range(args.runs):
+            measured = measure(servers, agents, args.calls)
             for mode in MODES:
-                runs[mode].append(measure(servers[mode], agents[mode], args.calls))
-                print(f"run {run + 1} {mode}: {json.dumps(runs[mode][-1])}", flush=True)
+                runs[mode].append(measured[mode])
+                print(f"run {run + 1} {mode}: {json.dumps(measured[mode])}", flush=True)
     finally:
         for server in servers.values():
             server.stop()
