@@ -123,6 +123,20 @@ def boom_{suffix}(x: str) -> str:
     assert bad.stop_reason.stop_reason == "end_turn"
 
 
+def test_tool_output_is_a_list_of_strings_in_history_and_streams(client):
+    name = f"printer_{uuid.uuid4().hex[:6]}"
+    tool = client.tools.create(
+        source_code=f'def {name}() -> str:\n    """Print."""\n    print("to stdout")\n    return "done"\n'
+    )
+    agent = client.agents.create(model=MODEL, tool_ids=[tool.id])
+    streamed = list(client.agents.messages.stream(agent.id, messages=[user(call(name))]))
+    [ret] = [m for m in streamed if getattr(m, "message_type", None) == "tool_return_message"]
+    assert ret.stdout == ["to stdout\n"] and ret.stderr is None
+    assert ret.tool_returns[0].stdout == ["to stdout\n"]
+    [listed] = [m for m in history(client, agent.id) if m.message_type == "tool_return_message"]
+    assert listed.stdout == ["to stdout\n"] and listed.tool_returns[0].stdout == ["to stdout\n"]
+
+
 def test_step_limit_stops_with_max_steps(client):
     agent = client.agents.create(model=MODEL, memory_blocks=[{"label": "human", "value": "x"}])
     response = client.agents.messages.create(
