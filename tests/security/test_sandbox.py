@@ -363,3 +363,26 @@ def test_tool_that_prints_a_result_frame_and_exits_gets_no_result(sandbox_client
     ret = run_tool(sandbox_client, body)
     assert ret.status == "error" and "forged" not in ret.tool_return
     assert "without returning a result" in ret.tool_return
+
+
+def test_an_orgs_tool_calls_beyond_its_slots_queue_while_another_org_runs(sandbox_client, sandbox_other_client):
+    # The server allows 2 tool processes per organization (the default): a third call waits for a slot.
+    results: list = []
+
+    def slow_call():
+        results.append(run_tool(sandbox_client, "import time\ntime.sleep(1.2)\nreturn 'slept'"))
+
+    threads = [threading.Thread(target=slow_call) for _ in range(3)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(0.6)
+    neighbour_started = time.monotonic()
+    quick = run_tool(sandbox_other_client, "return 'quick'")
+    neighbour_s = time.monotonic() - neighbour_started
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed = time.monotonic() - started
+    assert [(r.status, r.tool_return) for r in results] == [("success", "slept")] * 3  # queued, not failed
+    assert elapsed >= 2.4  # two rounds: the third call waited for one of the first two
+    assert quick.tool_return == "quick" and neighbour_s < 2.0  # not behind the other org's queue
