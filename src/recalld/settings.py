@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     tool_concurrency_per_org: int = Field(default=2, ge=1, validation_alias=_env("TOOL_CONCURRENCY_PER_ORG"))
     # Tool calls waiting for a slot on this instance; one more is a tool error for the model.
     tool_queue_max: int = Field(default=64, ge=0, validation_alias=_env("TOOL_QUEUE_MAX"))
+    # A tool's pip_requirements: wheels from this index (unset: tools with requirements are refused), installed
+    # once per set into the cache directory (default <RECALLD_DIR>/tool-requirements), which the sandbox mounts
+    # read-only; each install has this wall time.
+    tool_pip_index_url: str | None = Field(default=None, validation_alias=_env("TOOL_PIP_INDEX_URL"))
+    tool_pip_cache_dir: Path | None = Field(default=None, validation_alias=_env("TOOL_PIP_CACHE_DIR"))
+    tool_pip_timeout_s: float = Field(default=120.0, gt=0, validation_alias=_env("TOOL_PIP_TIMEOUT_S"))
 
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

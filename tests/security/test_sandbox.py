@@ -6,19 +6,24 @@ another organization's turns go on. Tools run with a 3 s wall time here.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import shutil
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 from letta_client import BadRequestError, Letta
 
-from tests.servers import RecalldServer, server_env
+from tests.servers import RecalldServer, free_port, server_env
 
 MODEL = "openai/gpt-4o-mini"
 TOOL_TIMEOUT_S = 3
@@ -61,8 +66,13 @@ def _tool_source(name: str, body: str, params: str = "") -> str:
 
 def run_tool(client: Letta, body: str, *, args: dict | None = None, params: str = "", **agent_fields):
     """Create a tool from `body`, give it to a new agent, have the model call it; the tool return message."""
+    return run_tool_with(client, body, args=args, params=params, agent_fields=agent_fields)
+
+
+def run_tool_with(client: Letta, body: str, *, args=None, params: str = "", agent_fields=None, **tool_fields):
     name = f"probe_{uuid.uuid4().hex[:10]}"
-    tool = client.tools.create(source_code=_tool_source(name, body, params))
+    tool = client.tools.create(source_code=_tool_source(name, body, params), **tool_fields)
+    agent_fields = agent_fields or {}
     agent = client.agents.create(model=MODEL, tool_ids=[tool.id], **agent_fields)
     call = f"CALL {name} {json.dumps(args or {})}"
     response = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": call}])
@@ -386,3 +396,111 @@ def test_an_orgs_tool_calls_beyond_its_slots_queue_while_another_org_runs(sandbo
     assert [(r.status, r.tool_return) for r in results] == [("success", "slept")] * 3  # queued, not failed
     assert elapsed >= 2.4  # two rounds: the third call waited for one of the first two
     assert quick.tool_return == "quick" and neighbour_s < 2.0  # not behind the other org's queue
+
+
+# --- pip_requirements ---------------------------------------------------------------------------------
+
+PROBE_PROJECT, PROBE_MODULE = "recalld-probe-pkg", "recalld_probe_pkg"
+
+
+def _write_index(root: Path, version: str = "1.0") -> None:
+    """A PEP 503 index on disk holding one pure-Python wheel whose module has VALUE = 42."""
+    dist = f"{PROBE_MODULE}-{version}.dist-info"
+    files = {
+        f"{PROBE_MODULE}/__init__.py": "VALUE = 42\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {PROBE_PROJECT}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: recalld-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
+    project = root / PROBE_PROJECT
+    project.mkdir(parents=True)
+    wheel = project / f"{PROBE_MODULE}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    (project / "index.html").write_text(f'<html><body><a href="{wheel.name}">{wheel.name}</a></body></html>')
+    (root / "index.html").write_text(f'<html><body><a href="{PROBE_PROJECT}/">{PROBE_PROJECT}</a></body></html>')
+
+
+@pytest.fixture(scope="module")
+def sandbox_pip_cache():
+    # Not under pytest's 0700 tmp tree: as root, the sandbox's uid must be able to read the installed packages.
+    cache = Path(tempfile.mkdtemp(prefix="recalld-tool-requirements-"))
+    cache.chmod(0o755)
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def _pip_server(tmp_dir: Path, fake_openai, index_url: str, cache: Path) -> RecalldServer:
+    env = server_env(
+        tmp_dir,
+        pg_uri=None,
+        openai_base_url=fake_openai.base_url,
+        RECALLD_TOOL_TIMEOUT_S=str(TOOL_TIMEOUT_S),
+        RECALLD_TOOL_PIP_INDEX_URL=index_url,
+        RECALLD_TOOL_PIP_CACHE_DIR=str(cache),
+        RECALLD_TOOL_PIP_TIMEOUT_S="30",
+    )
+    return RecalldServer(env=env).start(tmp_dir)
+
+
+@pytest.fixture(scope="module")
+def sandbox_pip_client(tmp_path_factory, fake_openai, sandbox_pip_cache):
+    tmp_dir = tmp_path_factory.mktemp("recalld-pip")
+    _write_index(tmp_dir / "simple")
+    server = _pip_server(tmp_dir, fake_openai, (tmp_dir / "simple").as_uri(), sandbox_pip_cache)
+    try:
+        yield Letta(base_url=server.url, max_retries=0, timeout=60)
+    finally:
+        server.stop()
+
+
+def test_pip_requirements_are_installed_from_the_operators_index(sandbox_pip_client, sandbox_pip_cache):
+    body = f"import {PROBE_MODULE}\nreturn {PROBE_MODULE}.VALUE"
+    requirement = [{"name": PROBE_PROJECT, "version": "1.0"}]
+    ret = run_tool_with(sandbox_pip_client, body, pip_requirements=requirement)
+    assert (ret.status, ret.tool_return) == ("success", "42")
+    installed = [p for p in sandbox_pip_cache.iterdir() if not p.name.startswith(".")]
+    assert len(installed) == 1 and (installed[0] / PROBE_MODULE).is_dir()
+    # Installed once: the next tool with the same requirements uses the cached directory.
+    again = run_tool_with(sandbox_pip_client, body, pip_requirements=requirement)
+    assert again.tool_return == "42"
+    assert [p for p in sandbox_pip_cache.iterdir() if not p.name.startswith(".")] == installed
+
+
+def test_tool_without_the_requirement_cannot_import_it(sandbox_pip_client):
+    ret = run_tool_with(sandbox_pip_client, f"import {PROBE_MODULE}\nreturn 1")
+    assert ret.status == "error" and "ModuleNotFoundError" in ret.tool_return
+
+
+def test_requirement_missing_from_the_index_is_a_tool_error(sandbox_pip_client):
+    ret = run_tool_with(sandbox_pip_client, "return 1", pip_requirements=[{"name": "no-such-package-recalld"}])
+    assert ret.status == "error" and "could not install" in ret.tool_return
+
+
+@pytest.mark.parametrize(
+    "requirement",
+    [{"name": "../../etc"}, {"name": "ok", "version": "1.0; os_name"}, {"name": "git+https://x/y"}, {"nom": "x"}],
+)
+def test_unusable_pip_requirement_is_400_and_not_stored(sandbox_pip_client, requirement):
+    name = f"bad_req_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(BadRequestError) as refused:
+        sandbox_pip_client.tools.create(source_code=_tool_source(name, "return 1"), pip_requirements=[requirement])
+    assert "pip_requirements" in refused.value.body["detail"]
+    assert not list(sandbox_pip_client.tools.list(name=name))
+
+
+def test_unreachable_index_is_a_prompt_tool_error(tmp_path, fake_openai, sandbox_pip_cache):
+    server = _pip_server(tmp_path, fake_openai, f"http://127.0.0.1:{free_port()}/simple", sandbox_pip_cache)
+    try:
+        client = Letta(base_url=server.url, max_retries=0, timeout=60)
+        started = time.monotonic()
+        ret = run_tool_with(client, "return 1", pip_requirements=[{"name": PROBE_PROJECT, "version": "1.0"}])
+        assert ret.status == "error" and "could not install" in ret.tool_return
+        assert time.monotonic() - started < 20
+    finally:
+        server.stop()

@@ -31,7 +31,7 @@ class ToolServices(Protocol):
         end_datetime: str | None,
     ) -> Any: ...
 
-    async def run_custom_tool(self, source: str, name: str, args: dict) -> Any:
+    async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
         """Run a custom tool's source in the sandbox; answers .ok, .result, .stdout and .stderr (text)."""
         ...
 
@@ -132,7 +132,9 @@ class ToolRunner:
             )
             return ToolOutcome(True, result)
         if tool.get("source_code"):
-            outcome = await self.services.run_custom_tool(tool["source_code"], name, args)
+            outcome = await self.services.run_custom_tool(
+                tool["source_code"], name, args, tool.get("pip_requirements")
+            )
             return ToolOutcome(outcome.ok, outcome.result, _lines(outcome.stdout), _lines(outcome.stderr))
         raise ToolError(f"Error: tool '{name}' has no implementation on this server")
 

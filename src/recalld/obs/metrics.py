@@ -49,7 +49,7 @@ TOOL_KILLED = Counter("recalld_tool_killed_total", "Tool processes that ended wi
                       registry=REGISTRY)
 TOOL_OUTPUT_TRUNCATED = Counter("recalld_tool_output_truncated_total", "Tool calls whose output was cut at the limit",
                                 registry=REGISTRY)
-TOOL_REFUSED = Counter("recalld_tool_refused_total", "Tool calls refused (no_sandbox, busy)", ["reason"],
+TOOL_REFUSED = Counter("recalld_tool_refused_total", "Tool calls refused (no_sandbox, busy, requirements)", ["reason"],
                        registry=REGISTRY)
 
 

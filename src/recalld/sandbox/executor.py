@@ -17,8 +17,9 @@ from typing import Any
 
 from recalld.errors import InvalidInput
 from recalld.obs import metrics, tracing
-from recalld.sandbox.mounts import PACKAGES_MOUNT, Interpreter, bwrap_command
+from recalld.sandbox.mounts import PACKAGES_MOUNT, REQUIREMENTS_MOUNT, Interpreter, bwrap_command
 from recalld.sandbox.process import ProcessOutcome, run_process
+from recalld.sandbox.requirements import RequirementsCache, RequirementsError
 from recalld.sandbox.slots import SlotsBusy, ToolSlots
 from recalld.settings import Settings
 
@@ -72,6 +73,7 @@ class ToolSandbox:
             queue_max=settings.tool_queue_max,
         )
         self._interpreter: Interpreter | None = None
+        self.requirements: RequirementsCache | None = None
         # bwrap cannot make RLIMIT_NPROC hold for root's processes: as root, the sandbox runs as another uid.
         self._run_as = settings.tool_sandbox_uid if os.geteuid() == 0 else None
 
@@ -83,6 +85,7 @@ class ToolSandbox:
         wanted = self.settings.tool_sandbox
         if wanted == "unsafe-subprocess":
             self.mode, self.refusal = "unsafe-subprocess", None
+            self._cache_requirements(f"{sys.version_info[0]}.{sys.version_info[1]}")
             log.warning(
                 "RECALLD_TOOL_SANDBOX=unsafe-subprocess: custom tools run WITHOUT isolation, with access to this "
                 "machine's files and network. Only for single-tenant development; never with untrusted tenants."
@@ -91,6 +94,8 @@ class ToolSandbox:
         problem = await self._probe()
         if problem is None:
             self.mode, self.refusal = "bwrap", None
+            assert self._interpreter is not None
+            self._cache_requirements(self._interpreter.version)
             log.info("custom tools run in a bubblewrap sandbox (%s)", self.settings.tool_bwrap_path)
             return
         self.mode = None
@@ -102,6 +107,15 @@ class ToolSandbox:
         if wanted == "bwrap":
             raise RuntimeError(f"RECALLD_TOOL_SANDBOX=bwrap, but the sandbox does not work here: {problem}")
         log.warning("custom tools are refused: the bubblewrap sandbox does not work here: %s", problem)
+
+    def _cache_requirements(self, python_version: str) -> None:
+        s = self.settings
+        self.requirements = RequirementsCache(
+            s.tool_pip_cache_dir or s.data_dir / "tool-requirements",
+            index_url=s.tool_pip_index_url,
+            python_version=python_version,
+            timeout_s=s.tool_pip_timeout_s,
+        )
 
     async def _probe(self) -> str | None:
         """Why the sandbox cannot run a tool here, or None when it can."""
@@ -140,30 +154,47 @@ class ToolSandbox:
             raise InvalidInput(self.refusal)
 
     async def run(
-        self, org_id: str, source: str, name: str, args: dict[str, Any], env: dict[str, str]
+        self,
+        org_id: str,
+        source: str,
+        name: str,
+        args: dict[str, Any],
+        env: dict[str, str],
+        requirements: list[str] | None = None,
     ) -> SandboxResult:
-        """Run function `name` of `source` with `args`; every failure is an error result for the model."""
+        """Run function `name` of `source` with `args` (its `requirements` installed); every failure is an error
+        result for the model."""
         if self.refusal is not None:
             metrics.TOOL_REFUSED.labels("no_sandbox").inc()
             return _failure(name, self.refusal)
         started = time.perf_counter()
         with tracing.span("tool", {"gen_ai.tool.name": name, "recalld.sandbox": self.mode}) as span:
             try:
+                installed = await self.requirements.ensure(requirements) if requirements and self.requirements else None
                 async with self.slots.hold(org_id, self.settings.tool_timeout_s):
                     span.add_event("slot")
                     if self.mode == "bwrap":
-                        result = await self._run_bwrap(source, name, args, {**_BASIC_ENV, **env})
+                        result = await self._run_bwrap(source, name, args, {**_BASIC_ENV, **env}, installed=installed)
                     else:
-                        result = await self._run_unsafe(source, name, args, {**_BASIC_ENV, **env})
+                        result = await self._run_unsafe(source, name, args, {**_BASIC_ENV, **env}, installed)
             except SlotsBusy as e:
                 metrics.TOOL_REFUSED.labels("busy").inc()
+                return _failure(name, str(e))
+            except RequirementsError as e:
+                metrics.TOOL_REFUSED.labels("requirements").inc()
                 return _failure(name, str(e))
             span.set_attribute("recalld.tool.ok", result.ok)
         metrics.TOOL_DURATION.labels(self.mode).observe(time.perf_counter() - started)
         return result
 
     async def _run_bwrap(
-        self, source: str, name: str, args: dict, env: dict[str, str], timeout_s: float | None = None
+        self,
+        source: str,
+        name: str,
+        args: dict,
+        env: dict[str, str],
+        timeout_s: float | None = None,
+        installed: Path | None = None,
     ) -> SandboxResult:
         s = self.settings
         assert self._interpreter is not None
@@ -171,6 +202,7 @@ class ToolSandbox:
             s.tool_bwrap_path,
             self._interpreter,
             packages_dir=s.tool_packages_dir,
+            requirements_dir=installed,
             data_dir=s.data_dir,
             tmp_bytes=s.tool_file_mb * _MIB,
             runner_source=RUNNER_SOURCE,
@@ -182,15 +214,19 @@ class ToolSandbox:
             "RLIMIT_NOFILE": s.tool_open_files,
             "RLIMIT_CORE": 0,
         }
-        paths = [PACKAGES_MOUNT] if s.tool_packages_dir is not None else []
+        paths = [REQUIREMENTS_MOUNT] if installed is not None else []
+        paths += [PACKAGES_MOUNT] if s.tool_packages_dir is not None else []
         return await self._execute(argv, source, name, args, env, limits, paths, timeout_s, self._run_as)
 
-    async def _run_unsafe(self, source: str, name: str, args: dict, env: dict[str, str]) -> SandboxResult:
+    async def _run_unsafe(
+        self, source: str, name: str, args: dict, env: dict[str, str], installed: Path | None = None
+    ) -> SandboxResult:
         # The old behaviour: the server's interpreter, its packages, this machine's files and network.
         s = self.settings
         argv = [sys.executable, "-I", "-X", "utf8", "-c", RUNNER_SOURCE]
         limits = {"RLIMIT_AS": s.tool_memory_mb * _MIB, "RLIMIT_FSIZE": s.tool_file_mb * _MIB, "RLIMIT_CORE": 0}
-        return await self._execute(argv, source, name, args, env, limits, [], None, None)
+        paths = [str(installed)] if installed is not None else []
+        return await self._execute(argv, source, name, args, env, limits, paths, None, None)
 
     async def _execute(
         self,

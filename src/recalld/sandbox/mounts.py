@@ -16,6 +16,7 @@ from pathlib import Path
 import recalld
 
 PACKAGES_MOUNT = "/opt/recalld-tool-packages"
+REQUIREMENTS_MOUNT = "/opt/recalld-tool-requirements"
 SANDBOX_UID = 65534  # the tool's uid and gid inside its user namespace
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 
@@ -60,6 +61,7 @@ def bwrap_command(
     interpreter: Interpreter,
     *,
     packages_dir: Path | None,
+    requirements_dir: Path | None = None,
     data_dir: Path,
     tmp_bytes: int,
     runner_source: str,
@@ -94,6 +96,8 @@ def bwrap_command(
         argv += ["--tmpfs", str(hidden)]
     if packages_dir is not None:
         argv += ["--ro-bind", str(packages_dir), PACKAGES_MOUNT]
+    if requirements_dir is not None:
+        argv += ["--ro-bind", str(requirements_dir), REQUIREMENTS_MOUNT]
     argv += [
         "--size", str(tmp_bytes), "--tmpfs", "/tmp",
         "--proc", "/proc",

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recalld import ids
 from recalld.errors import Conflict, InvalidInput, NotFound
 from recalld.sandbox import ToolSandbox
+from recalld.sandbox.requirements import requirement_strings
 from recalld.services.caller import Caller
 from recalld.services.views import tool_view
 from recalld.store import agents as agents_store
@@ -118,14 +119,22 @@ class _NameTaken(Exception):
     """Internal: an insert lost a race for a tool name."""
 
 
-def _refuse_requirements(body: dict) -> None:
-    # Nothing installs packages into the sandbox: requirements would be accepted and silently not met.
-    for field in ("pip_requirements", "npm_requirements"):
-        if body.get(field):
-            raise InvalidInput(
-                f"{field}: recalld does not install packages for tools; a tool may import the standard library "
-                "and what the operator provides in RECALLD_TOOL_PACKAGES_DIR (see the README)"
-            )
+def _check_requirements(body: dict, sandbox: ToolSandbox) -> None:
+    """pip requirements are installed from the operator's index, or refused; npm ones always are (no JS tools)."""
+    if body.get("npm_requirements"):
+        raise InvalidInput("npm_requirements: recalld runs Python tools only and installs no npm packages")
+    if not body.get("pip_requirements"):
+        return
+    if not sandbox.settings.tool_pip_index_url:
+        raise InvalidInput(
+            "pip_requirements: this server installs no packages for tools (the operator sets "
+            "RECALLD_TOOL_PIP_INDEX_URL to allow it); a tool may import the standard library and what "
+            "RECALLD_TOOL_PACKAGES_DIR provides (see the README)"
+        )
+    try:
+        requirement_strings(body["pip_requirements"])
+    except ValueError as e:
+        raise InvalidInput(f"pip_requirements: {e}") from e
 
 
 class ToolService:
@@ -134,7 +143,7 @@ class ToolService:
         self.sandbox = sandbox
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
-        _refuse_requirements(body)
+        _check_requirements(body, self.sandbox)
         self.sandbox.require_available()
         fields = _fields_from(body, _schema_for(body), caller)
         # A concurrent create of the same name can win between our lookup and our insert. A create then
@@ -180,7 +189,7 @@ class ToolService:
         return tool_view(row)
 
     async def update(self, caller: Caller, tool_id: str, changes: dict) -> dict:
-        _refuse_requirements(changes)
+        _check_requirements(changes, self.sandbox)
         if changes.get("source_code"):
             self.sandbox.require_available()
         async with self.router.write(caller.org_id) as conn:
