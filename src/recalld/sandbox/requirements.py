@@ -22,6 +22,8 @@ _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
 _VERSION = re.compile(r"[A-Za-z0-9.*+!]{1,64}")
 _DONE = ".recalld-complete"
 MAX_REQUIREMENTS = 32
+# pip processes at once per instance: installs are rare (once per set) but each is a heavy process.
+CONCURRENT_INSTALLS = 2
 
 
 class RequirementsError(Exception):
@@ -53,6 +55,7 @@ class RequirementsCache:
         self.python_version = python_version
         self.timeout_s = timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self._installs = asyncio.Semaphore(CONCURRENT_INSTALLS)
 
     def directory_for(self, requirements: list[str]) -> Path:
         # The index is part of the key: the same names from another index may be other packages.
@@ -69,7 +72,8 @@ class RequirementsCache:
         lock = self._locks.setdefault(target.name, asyncio.Lock())
         async with lock:
             if not (target / _DONE).exists():
-                await self._install(requirements, target)
+                async with self._installs:
+                    await self._install(requirements, target)
         self._locks.pop(target.name, None)
         return target
 
