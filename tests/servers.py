@@ -158,6 +158,8 @@ def server_env(
         env["RECALLD_PG_URI"] = pg_uri
     if TOOL_PYTHON:
         env["RECALLD_TOOL_PYTHON"] = TOOL_PYTHON
+    # Custom tools run in the real sandbox: a test server without a working one fails at start, not in a test.
+    env["RECALLD_TOOL_SANDBOX"] = "bwrap"
     if openai_base_url:
         env["OPENAI_BASE_URL"] = openai_base_url
         env["OPENAI_API_KEY"] = "sk-test"

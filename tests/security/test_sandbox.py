@@ -37,7 +37,7 @@ def sandbox_server(tmp_path_factory, fake_openai):
         pg_uri=None,
         openai_base_url=fake_openai.base_url,
         RECALLD_TOOL_TIMEOUT_S=str(TOOL_TIMEOUT_S),
-        RECALLD_TOOL_SANDBOX="bwrap",  # the server must not start without a working sandbox
+        RECALLD_TOOL_SANDBOX="bwrap",  # the server must not start without a working sandbox (server_env's default)
         RECALLD_LEASE_WAIT="60",
     )
     server = RecalldServer(env=env).start(tmp_dir)
@@ -319,7 +319,13 @@ def test_tool_with_pip_requirements_is_400_and_not_stored(sandbox_client):
 
 
 def test_without_bwrap_custom_tools_are_refused_and_stored_ones_fail_for_the_model(tmp_path, fake_openai):
-    env = server_env(tmp_path, pg_uri=None, openai_base_url=fake_openai.base_url, RECALLD_TOOL_TIMEOUT_S="3")
+    env = server_env(
+        tmp_path,
+        pg_uri=None,
+        openai_base_url=fake_openai.base_url,
+        RECALLD_TOOL_TIMEOUT_S="3",
+        RECALLD_TOOL_SANDBOX="auto",  # refuse custom tools where bwrap does not work (the default)
+    )
     name = f"stored_{uuid.uuid4().hex[:8]}"
     with_sandbox = RecalldServer(env=env).start(tmp_path)
     try:
