@@ -241,12 +241,28 @@ def test_fifty_megabytes_of_output_are_cut_at_the_limit(sandbox_client, sandbox_
         sys.stdout.write(chunk)
     return "printed"
     """
+    database = Path(sandbox_server.data_dir, "recalld.db")
+    run_tool(sandbox_client, "print('warm-up' * 100_000)\nreturn 'warm'")  # what a first turn loads is not the point
+    rss_before, db_before = _rss_bytes(sandbox_server.pid), _database_bytes(database)
     ret = run_tool(sandbox_client, body)
     assert ret.status == "success" and ret.tool_return == "printed"
     printed = "".join(ret.stdout)
     assert len(printed) < 1024 * 1024 + 200
     assert "output truncated" in printed
     assert httpx.get(f"{sandbox_server.url}/v1/health/", timeout=5).status_code == 200
+    # 50 MB went through the server: it kept the 1 MiB limit of it, never the whole. (The kept output is written a
+    # few times -- the message, the run's stored response, the WAL's copies of both -- hence the database bound.)
+    assert _rss_bytes(sandbox_server.pid) - rss_before < 40 * 2**20
+    assert _database_bytes(database) - db_before < 20 * 2**20
+
+
+def _rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+def _database_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))  # the WAL and shm too
 
 
 def test_printed_result_markers_and_stray_fds_cannot_forge_the_result(sandbox_client):
