@@ -526,3 +526,18 @@ def test_unreachable_index_is_a_prompt_tool_error(tmp_path, fake_openai, sandbox
         assert time.monotonic() - started < 20
     finally:
         server.stop()
+
+
+def test_unsafe_subprocess_mode_runs_tools_and_says_so_loudly_at_start(tmp_path, fake_openai):
+    env = server_env(
+        tmp_path, pg_uri=None, openai_base_url=fake_openai.base_url, RECALLD_TOOL_SANDBOX="unsafe-subprocess"
+    )
+    server = RecalldServer(env=env).start(tmp_path)
+    try:
+        client = Letta(base_url=server.url, max_retries=0, timeout=30)
+        ret = run_tool(client, "return 'unisolated'")
+        assert (ret.status, ret.tool_return) == ("success", "unisolated")
+        log = server.log_tail(20_000)
+        assert "unsafe-subprocess" in log and "WITHOUT isolation" in log and '"level":"warning"' in log
+    finally:
+        server.stop()
