@@ -121,6 +121,7 @@ ensure_postgres
 ensure_redis
 ensure_binary nginx nginx
 ensure_binary pgbouncer pgbouncer
+ensure_binary bwrap bubblewrap  # the custom tools' sandbox (R23); the security tests run real bwrap
 wait_for "PostgreSQL on $PG_HOST:$PG_PORT" pg_answers "/var/log/postgresql/"
 wait_for "Redis on $REDIS_HOST:$REDIS_PORT" redis_answers "/var/log/redis/ci.log"
 # Answering is not enough: the tests log in over TCP as postgres with no password.

@@ -20,6 +20,20 @@ TEST_SECRETS_KEY = Fernet.generate_key().decode()
 PG_ADMIN_URI = os.environ.get("RECALLD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def _tool_python() -> str | None:
+    """The interpreter custom tools run with in test servers. As root, the sandbox runs as an unprivileged uid,
+    which cannot read an interpreter under /root (pyenv's): the system Python is used then."""
+    chosen = os.environ.get("RECALLD_TEST_TOOL_PYTHON")
+    if chosen:
+        return chosen
+    if os.geteuid() == 0 and sys.base_prefix.startswith("/root") and os.path.exists("/usr/bin/python3"):
+        return "/usr/bin/python3"
+    return None
+
+
+TOOL_PYTHON = _tool_python()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,6 +160,10 @@ def server_env(
     if pg_uri:
         env["RECALLD_PG_URI"] = pg_uri
         env["RECALLD_SECRETS_KEY"] = TEST_SECRETS_KEY
+    if TOOL_PYTHON:
+        env["RECALLD_TOOL_PYTHON"] = TOOL_PYTHON
+    # Custom tools run in the real sandbox: a test server without a working one fails at start, not in a test.
+    env["RECALLD_TOOL_SANDBOX"] = "bwrap"
     if openai_base_url:
         env["OPENAI_BASE_URL"] = openai_base_url
         env["OPENAI_API_KEY"] = "sk-test"

@@ -236,6 +236,23 @@ def test_a_message_is_a_tree_of_request_turn_steps_model_calls_and_transactions(
             assert span["parent_id"] in by_id, span["name"]
 
 
+def test_a_custom_tool_call_is_a_span_of_its_step(client, receiver):
+    name = f"traced_{uuid.uuid4().hex[:8]}"
+    tool = client.tools.create(source_code=f'def {name}() -> str:\n    """Say ok."""\n    return "ok"\n')
+    agent = client.agents.create(model=MODEL, tool_ids=[tool.id])
+    request_id = f"test-{uuid.uuid4().hex}"
+    client.agents.messages.create(
+        agent.id, messages=[{"role": "user", "content": call(name)}], extra_headers={"X-Request-Id": request_id}
+    )
+    spans = spans_of_request(receiver, request_id, lambda ss: named(ss, "tool") and len(named(ss, "step")) >= 2)
+    [tool_span] = named(spans, "tool")
+    assert tool_span["attributes"]["gen_ai.tool.name"] == name
+    assert tool_span["attributes"]["recalld.sandbox"] == "bwrap"
+    assert tool_span["attributes"]["recalld.tool.ok"] is True
+    step = next(s for s in named(spans, "step") if s["span_id"] == tool_span["parent_id"])
+    assert step["start"] <= tool_span["start"] and tool_span["end"] <= step["end"]
+
+
 def test_a_streamed_turn_is_a_child_of_its_request(client, receiver):
     agent = client.agents.create(model=MODEL)
     request_id = f"test-{uuid.uuid4().hex}"

@@ -96,6 +96,38 @@ class Settings(BaseSettings):
     # only the messages committed since the last one (store/history_cache.py).
     history_cache_rows: int = Field(default=10_000, ge=0, validation_alias=_env("HISTORY_CACHE_ROWS"))
 
+    # Tool sandbox (R23). `auto` uses bubblewrap when it works here (probed once at start) and otherwise refuses
+    # custom tools; `bwrap` refuses to start without it; `unsafe-subprocess` runs tools unisolated (one trusted
+    # tenant only). Limits hold per tool call; the concurrency bounds per instance and per organization.
+    tool_sandbox: Literal["auto", "bwrap", "unsafe-subprocess"] = Field(
+        default="auto", validation_alias=_env("TOOL_SANDBOX")
+    )
+    tool_bwrap_path: str = Field(default="bwrap", validation_alias=_env("TOOL_BWRAP_PATH"))
+    # The interpreter tools run with (unset: the server's own base interpreter, never its virtualenv); its
+    # prefix is mounted read-only, its site-packages hidden.
+    tool_python: Path | None = Field(default=None, validation_alias=_env("TOOL_PYTHON"))
+    # Packages a tool may import besides the standard library, mounted read-only and put on sys.path.
+    tool_packages_dir: Path | None = Field(default=None, validation_alias=_env("TOOL_PACKAGES_DIR"))
+    # When the server runs as root, bwrap runs as this uid (root's processes escape RLIMIT_NPROC).
+    tool_sandbox_uid: int = Field(default=65534, ge=1, validation_alias=_env("TOOL_SANDBOX_UID"))
+    tool_timeout_s: float = Field(default=60.0, gt=0, le=3600, validation_alias=_env("TOOL_TIMEOUT_S"))
+    tool_memory_mb: int = Field(default=256, ge=32, validation_alias=_env("TOOL_MEMORY_MB"))
+    tool_max_procs: int = Field(default=32, ge=2, validation_alias=_env("TOOL_MAX_PROCS"))
+    tool_output_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias=_env("TOOL_OUTPUT_BYTES"))
+    # Largest file a tool may write, and the size of its /tmp.
+    tool_file_mb: int = Field(default=64, ge=1, validation_alias=_env("TOOL_FILE_MB"))
+    tool_open_files: int = Field(default=256, ge=16, validation_alias=_env("TOOL_OPEN_FILES"))
+    tool_concurrency: int = Field(default=8, ge=1, validation_alias=_env("TOOL_CONCURRENCY"))
+    tool_concurrency_per_org: int = Field(default=2, ge=1, validation_alias=_env("TOOL_CONCURRENCY_PER_ORG"))
+    # Tool calls waiting for a slot on this instance; one more is a tool error for the model.
+    tool_queue_max: int = Field(default=64, ge=0, validation_alias=_env("TOOL_QUEUE_MAX"))
+    # A tool's pip_requirements: wheels from this index (unset: tools with requirements are refused), installed
+    # once per set into the cache directory (default <RECALLD_DIR>/tool-requirements), which the sandbox mounts
+    # read-only; each install has this wall time.
+    tool_pip_index_url: str | None = Field(default=None, validation_alias=_env("TOOL_PIP_INDEX_URL"))
+    tool_pip_cache_dir: Path | None = Field(default=None, validation_alias=_env("TOOL_PIP_CACHE_DIR"))
+    tool_pip_timeout_s: float = Field(default=120.0, gt=0, validation_alias=_env("TOOL_PIP_TIMEOUT_S"))
+
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(

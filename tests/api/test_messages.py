@@ -115,12 +115,26 @@ def boom_{suffix}(x: str) -> str:
     agent = client.agents.create(model=MODEL, tool_ids=[ok.id, boom.id])
     good = client.agents.messages.create(agent.id, messages=[user(call(f"add_{suffix}", a=2, b=3))])
     ret = next(m for m in good.messages if m.message_type == "tool_return_message")
-    assert ret.status == "success" and ret.tool_return == "5" and "adding" in ret.stdout
+    assert ret.status == "success" and ret.tool_return == "5" and ret.stdout == ["adding\n"]
     bad = client.agents.messages.create(agent.id, messages=[user(call(f"boom_{suffix}", x="now"))])
     ret = next(m for m in bad.messages if m.message_type == "tool_return_message")
     assert ret.status == "error" and "kaboom now" in ret.tool_return
-    assert "ValueError" in ret.stderr
+    assert len(ret.stderr) == 1 and "ValueError: kaboom now" in ret.stderr[0]
     assert bad.stop_reason.stop_reason == "end_turn"
+
+
+def test_tool_output_is_a_list_of_strings_in_history_and_streams(client):
+    name = f"printer_{uuid.uuid4().hex[:6]}"
+    tool = client.tools.create(
+        source_code=f'def {name}() -> str:\n    """Print."""\n    print("to stdout")\n    return "done"\n'
+    )
+    agent = client.agents.create(model=MODEL, tool_ids=[tool.id])
+    streamed = list(client.agents.messages.stream(agent.id, messages=[user(call(name))]))
+    [ret] = [m for m in streamed if getattr(m, "message_type", None) == "tool_return_message"]
+    assert ret.stdout == ["to stdout\n"] and ret.stderr is None
+    assert ret.tool_returns[0].stdout == ["to stdout\n"]
+    [listed] = [m for m in history(client, agent.id) if m.message_type == "tool_return_message"]
+    assert listed.stdout == ["to stdout\n"] and listed.tool_returns[0].stdout == ["to stdout\n"]
 
 
 def test_step_limit_stops_with_max_steps(client):

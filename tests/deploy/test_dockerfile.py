@@ -88,3 +88,10 @@ def test_every_copy_source_is_in_the_build_context():
             for source in sources:
                 assert (REPO / source).exists(), source
                 assert in_build_context(source), f"COPY {source}: excluded by .dockerignore"
+
+
+def test_the_runtime_installs_bubblewrap_for_the_tool_sandbox():
+    installs = [run for run in runtime_stage().all("RUN") if "apt-get install" in run]
+    assert any(re.search(r"\bbubblewrap=\S+", run) for run in installs), installs
+    # Tools run with the image's base interpreter, never the virtualenv: its prefix must be under /usr.
+    assert runtime_stage().base.startswith("python:")

@@ -218,3 +218,29 @@ def test_the_adapter_rule_serves_the_hpa_metric_per_pod():
     assert rule["name"]["as"] == "recalld_turns_queued"
     for placeholder in ("<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"):
         assert placeholder in rule["metricsQuery"]
+
+
+TOOL_SANDBOX_OVERLAY = K8S.parent / "k8s-tool-sandbox"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) not installed")
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_tool_sandbox_variant_builds_validates_and_enables_bwrap(version):
+    result = subprocess.run(["kubectl", "kustomize", str(TOOL_SANDBOX_OVERLAY)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in load_yaml_all(result.stdout) if doc]
+    for doc in built:
+        kubernetes_validate.validate(doc, version, strict=True)
+    (deployment,) = [doc for doc in built if doc["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["hostUsers"] is False
+    assert pod["securityContext"]["seccompProfile"]["type"] in ("Unconfined", "Localhost")
+    assert pod["securityContext"]["runAsNonRoot"] is True  # the rest of the hardening stays
+    (server,) = pod["containers"]
+    assert server["securityContext"]["procMount"] == "Unmasked"
+    assert server["securityContext"]["appArmorProfile"]["type"] in ("Unconfined", "Localhost")
+    assert server["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"name": "RECALLD_TOOL_SANDBOX", "value": "bwrap"} in server["env"]
+    # Everything else of the base is there too.
+    assert {"Service", "ConfigMap", "Job", "HorizontalPodAutoscaler"} <= {doc["kind"] for doc in built}

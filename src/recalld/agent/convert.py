@@ -187,22 +187,32 @@ def to_letta(row: dict, agent_type: str) -> list[dict[str, Any]]:
                 "tool_return": unpack_tool_result(text_of(row)),
                 "status": status,
                 "tool_call_id": row.get("tool_call_id"),
-                "stdout": first.get("stdout"),
-                "stderr": first.get("stderr"),
+                "stdout": captured_lines(first.get("stdout")),
+                "stderr": captured_lines(first.get("stderr")),
                 "tool_returns": [
                     {
                         "type": "tool",
                         "tool_return": unpack_tool_result(text_of(row)),
                         "status": r.get("status") or status,
                         "tool_call_id": r.get("tool_call_id") or row.get("tool_call_id"),
-                        "stdout": r.get("stdout"),
-                        "stderr": r.get("stderr"),
+                        "stdout": captured_lines(r.get("stdout")),
+                        "stderr": captured_lines(r.get("stderr")),
                     }
                     for r in returns
                 ],
             }
         ]
     return []
+
+
+def captured_lines(value: Any) -> list[str] | None:
+    """A tool's captured output as Letta shapes it: a list of strings. Rows stored before it was one hold a
+    plain string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
 
 
 def rows_to_letta(rows: list[dict], agent_type: str) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from recalld.agent.memory_tools import MEMORY_TOOLS, Memory, ToolError
-from recalld.agent.sandbox import run_python_tool
 
 SEARCH_TOOLS = frozenset({"conversation_search", "archival_memory_search"})
 
@@ -32,18 +31,26 @@ class ToolServices(Protocol):
         end_datetime: str | None,
     ) -> Any: ...
 
+    async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
+        """Run a custom tool's source in the sandbox; answers .ok, .result, .stdout and .stderr (text)."""
+        ...
+
 
 @dataclass
 class ToolOutcome:
     ok: bool
     result: Any
-    stdout: str | None = None
-    stderr: str | None = None
+    stdout: list[str] | None = None  # Letta's shape: a list of captured texts (or null)
+    stderr: list[str] | None = None
     memory_changed: bool = False
 
 
+def _lines(text: str | None) -> list[str] | None:
+    return [text] if text else None
+
+
 def _error(name: str, message: str) -> ToolOutcome:
-    return ToolOutcome(False, message, None, f"Error executing function {name}: {message}")
+    return ToolOutcome(False, message, None, [f"Error executing function {name}: {message}"])
 
 
 def _check_args(tool: dict, args: dict) -> str | None:
@@ -65,15 +72,10 @@ class ToolRunner:
         tools: dict[str, dict],
         memory: Memory,
         services: ToolServices,
-        *,
-        secrets: dict[str, str] | None = None,
-        sandbox_timeout_s: float = 60.0,
     ):
         self.tools = tools
         self.memory = memory
         self.services = services
-        self.secrets = secrets or {}
-        self.sandbox_timeout_s = sandbox_timeout_s
 
     async def run(self, name: str, arguments: str | dict) -> ToolOutcome:
         tool = self.tools.get(name)
@@ -94,7 +96,7 @@ class ToolRunner:
         try:
             outcome = await self._dispatch(tool, name, args)
         except ToolError as e:
-            return ToolOutcome(False, str(e), None, f"Error executing function {name}: ToolError: {e}")
+            return ToolOutcome(False, str(e), None, [f"Error executing function {name}: ToolError: {e}"])
         except (TypeError, ValueError) as e:
             return _error(name, f"{type(e).__name__}: {e}")
         except Exception as e:  # noqa: BLE001 - the model sees the failure; the turn goes on
@@ -130,10 +132,10 @@ class ToolRunner:
             )
             return ToolOutcome(True, result)
         if tool.get("source_code"):
-            outcome = await run_python_tool(
-                tool["source_code"], name, args, env=self.secrets, timeout_s=self.sandbox_timeout_s
+            outcome = await self.services.run_custom_tool(
+                tool["source_code"], name, args, tool.get("pip_requirements")
             )
-            return ToolOutcome(outcome.ok, outcome.result, outcome.stdout or None, outcome.stderr or None)
+            return ToolOutcome(outcome.ok, outcome.result, _lines(outcome.stdout), _lines(outcome.stderr))
         raise ToolError(f"Error: tool '{name}' has no implementation on this server")
 
     @staticmethod

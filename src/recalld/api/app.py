@@ -25,6 +25,7 @@ from recalld.api import (
     models,
     passages,
     runs,
+    sandbox_configs,
     tools,
     unsupported,
 )
@@ -41,6 +42,7 @@ from recalld.llm.outbound import OutboundPolicy
 from recalld.llm.providers import ChatClients
 from recalld.obs import metrics, tracing
 from recalld.obs.context import RequestContext
+from recalld.sandbox import ToolSandbox
 from recalld.secrets_box import SecretsBox, SecretsKeyError
 from recalld.services.agents import AgentService
 from recalld.services.archives import ArchiveService
@@ -51,6 +53,7 @@ from recalld.services.orgs import OrgService
 from recalld.services.passages import PassageService
 from recalld.services.reaper import RunReaper
 from recalld.services.runs import RunService
+from recalld.services.sandbox_configs import SandboxConfigService
 from recalld.services.secrets import verify_database_key
 from recalld.services.tools import ToolService
 from recalld.services.turns import INSTANCE_ID, TurnService
@@ -125,6 +128,7 @@ def build_services(settings: Settings) -> Services:
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http, policy))
     box = SecretsBox.from_settings(settings)
+    sandbox = ToolSandbox(settings)
     return Services(
         settings=settings,
         router=router,
@@ -132,9 +136,11 @@ def build_services(settings: Settings) -> Services:
         models=resolver,
         agents=AgentService(router, settings, resolver, box),
         blocks=BlockService(router, settings),
-        tools=ToolService(router),
+        tools=ToolService(router, sandbox),
         orgs=OrgService(router),
-        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service, box=box),
+        turns=TurnService(
+            router, settings, resolver, clients, leases, passages=passage_service, box=box, sandbox=sandbox
+        ),
         history=HistoryService(router),
         runs=RunService(router, resolver.shown_endpoint),
         passages=passage_service,
@@ -162,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.setup(settings.otel_endpoint, instance_id=INSTANCE_ID)
         services = build_services(settings)
         app.state.services = services
+        app.state.sandbox_configs = SandboxConfigService(services.router)
         await upgrade_to_head(services.router.primary)
         try:
             await verify_database_key(services.router, services.secrets_box)
@@ -172,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         revocations = await services.key_cache.follow(settings.redis_url)
         await services.models.catalog.refresh()
         await services.passages.start()
+        await services.tools.sandbox.start()  # probes bwrap once; RECALLD_TOOL_SANDBOX=bwrap fails here without it
         reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
         metrics.POOLS.sources = [services.router.pool_stats]
         metrics.QUEUE.source = services.turns.leases.total_queued
@@ -213,7 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     docs.install(app, settings)
     # Routes are matched in order: the message routes, the hottest, come first.
-    for module in (messages, health, agents, blocks, tools, models, runs, passages, archives, unsupported):
+    routers = (messages, health, agents, blocks, tools, sandbox_configs, models, runs, passages, archives, unsupported)
+    for module in routers:
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -41,6 +41,16 @@ EMBEDDING_LATENCY = Histogram("recalld_embedding_duration_seconds", "Embedding c
                               ["provider", "model"], buckets=(0.001, 0.0025, *LATENCY_BUCKETS), registry=REGISTRY)
 SSE_STREAMS = Gauge("recalld_sse_streams_active", "Streaming responses open now", registry=REGISTRY)
 TURNS = Counter("recalld_turns_total", "Turns by how they ended", ["stop_reason"], registry=REGISTRY)
+# Custom tool calls (sandbox/executor.py): label values are fixed sets, never tool or organization names.
+TOOL_DURATION = Histogram("recalld_tool_duration_seconds", "Custom tool call latency, slot wait included",
+                          ["sandbox"], buckets=(0.01, 0.025, *LATENCY_BUCKETS[2:]), registry=REGISTRY)
+TOOL_TIMEOUTS = Counter("recalld_tool_timeouts_total", "Tool calls stopped at their wall time", registry=REGISTRY)
+TOOL_KILLED = Counter("recalld_tool_killed_total", "Tool processes that ended without a result (killed, crashed)",
+                      registry=REGISTRY)
+TOOL_OUTPUT_TRUNCATED = Counter("recalld_tool_output_truncated_total", "Tool calls whose output was cut at the limit",
+                                registry=REGISTRY)
+TOOL_REFUSED = Counter("recalld_tool_refused_total", "Tool calls refused (no_sandbox, busy, requirements)", ["reason"],
+                       registry=REGISTRY)
 
 
 class PoolCollector(Collector):

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recalld import ids
 from recalld.errors import Conflict, InvalidInput, NotFound
+from recalld.sandbox import ToolSandbox
+from recalld.sandbox.requirements import requirement_strings
 from recalld.services.caller import Caller
 from recalld.services.views import tool_view
 from recalld.store import agents as agents_store
@@ -117,11 +119,32 @@ class _NameTaken(Exception):
     """Internal: an insert lost a race for a tool name."""
 
 
+def _check_requirements(body: dict, sandbox: ToolSandbox) -> None:
+    """pip requirements are installed from the operator's index, or refused; npm ones always are (no JS tools)."""
+    if body.get("npm_requirements"):
+        raise InvalidInput("npm_requirements: recalld runs Python tools only and installs no npm packages")
+    if not body.get("pip_requirements"):
+        return
+    if not sandbox.settings.tool_pip_index_url:
+        raise InvalidInput(
+            "pip_requirements: this server installs no packages for tools (the operator sets "
+            "RECALLD_TOOL_PIP_INDEX_URL to allow it); a tool may import the standard library and what "
+            "RECALLD_TOOL_PACKAGES_DIR provides (see the README)"
+        )
+    try:
+        requirement_strings(body["pip_requirements"])
+    except ValueError as e:
+        raise InvalidInput(f"pip_requirements: {e}") from e
+
+
 class ToolService:
-    def __init__(self, router: StoreRouter):
+    def __init__(self, router: StoreRouter, sandbox: ToolSandbox):
         self.router = router
+        self.sandbox = sandbox
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
+        _check_requirements(body, self.sandbox)
+        self.sandbox.require_available()
         fields = _fields_from(body, _schema_for(body), caller)
         # A concurrent create of the same name can win between our lookup and our insert. A create then
         # is a plain 409; an upsert must still replace, so it runs again and finds the winner's row.
@@ -166,6 +189,9 @@ class ToolService:
         return tool_view(row)
 
     async def update(self, caller: Caller, tool_id: str, changes: dict) -> dict:
+        _check_requirements(changes, self.sandbox)
+        if changes.get("source_code"):
+            self.sandbox.require_available()
         async with self.router.write(caller.org_id) as conn:
             row = await tools_store.get(conn, caller.org_id, tool_id)
             if row is None:

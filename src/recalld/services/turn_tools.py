@@ -9,8 +9,10 @@ from typing import Any
 from recalld.agent.convert import text_of
 from recalld.agent.memory_tools import ToolError
 from recalld.agent.prompt import agent_zone, prompt_time
+from recalld.sandbox.requirements import requirement_strings
 from recalld.services.caller import Caller
 from recalld.store import messages as messages_store
+from recalld.store import sandbox_configs as sandbox_configs_store
 from recalld.store.router import StoreRouter
 from recalld.store.types import utcnow
 
@@ -42,11 +44,39 @@ def time_ago(then: datetime, now: datetime) -> str:
 
 
 class TurnToolServices:
-    def __init__(self, router: StoreRouter, caller: Caller, agent: dict, passages: Any | None):
+    def __init__(
+        self,
+        router: StoreRouter,
+        caller: Caller,
+        agent: dict,
+        passages: Any | None,
+        sandbox: Any | None = None,
+        *,
+        secrets: dict[str, str] | None = None,
+    ):
         self.router = router
         self.caller = caller
         self.agent = agent
         self.passages = passages
+        self.sandbox = sandbox
+        # The agent's secrets, already decrypted (they are stored sealed: secrets_box.py).
+        self.secrets = secrets or {}
+        self._tool_env: dict[str, str] | None = None
+
+    async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
+        """A custom tool in the sandbox, its environment: the organization's sandbox-config variables, then the
+        agent's secrets over them (read once per turn)."""
+        if self.sandbox is None:
+            raise ToolError(f"Error: custom tool '{name}' cannot run: this server has no tool sandbox")
+        try:
+            requirements = requirement_strings(pip_requirements or [])
+        except ValueError as e:
+            raise ToolError(f"Error: the tool's pip_requirements are unusable: {e}") from e
+        if self._tool_env is None:
+            async with self.router.read(self.caller.org_id) as conn:
+                configured = await sandbox_configs_store.environment(conn, self.caller.org_id, "local")
+            self._tool_env = {**configured, **self.secrets}
+        return await self.sandbox.run(self.caller.org_id, source, name, args, self._tool_env, requirements)
 
     async def conversation_search(
         self, query: str | None, roles: list[str] | None, limit: int, start_date: str | None, end_date: str | None

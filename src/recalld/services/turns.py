@@ -34,6 +34,7 @@ from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
 from recalld.obs import metrics
 from recalld.obs.context import bind_run, turn_scope
+from recalld.sandbox import ToolSandbox
 from recalld.secrets_box import SecretsBox
 from recalld.services.caller import Caller
 from recalld.services.memory import archival_count
@@ -121,12 +122,14 @@ class TurnService:
         clients: ChatClients,
         leases: TurnLeases,
         passages: Any | None = None,
+        sandbox: ToolSandbox | None = None,
         box: SecretsBox | None = None,
     ):
         # box: the secrets key (secrets_box.py); required for agents that have secrets.
         self.router = router
         self.box = box
         self.settings = settings
+        self.sandbox = sandbox
         self.models = models
         self.clients = clients
         self.leases = leases
@@ -376,8 +379,9 @@ class TurnService:
         runner = ToolRunner(
             state.tools,
             state.memory,
-            TurnToolServices(self.router, caller, state.agent, self.passages),
-            secrets=self._secrets(state.agent),
+            TurnToolServices(
+                self.router, caller, state.agent, self.passages, self.sandbox, secrets=self._secrets(state.agent)
+            ),
         )
         rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
         usage = Usage()

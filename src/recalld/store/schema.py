@@ -415,3 +415,40 @@ secrets_key_checks = Table(
     *_stamps(),
     PrimaryKeyConstraint("organization_id"),
 )
+
+# Letta's sandbox configurations (R23): at most one per organization and type; recalld runs `local` only.
+sandbox_configs = Table(
+    "sandbox_configs",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("config", JSONType, nullable=False),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "type"),
+)
+
+# Environment variables of a sandbox configuration: the organization's tools see them (values are secrets).
+sandbox_env_vars = Table(
+    "sandbox_env_vars",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("sandbox_config_id", ID, nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_by_id", ID, nullable=True),
+    Column("last_updated_by_id", ID, nullable=True),
+    *_stamps(),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "sandbox_config_id", "key"),
+    ForeignKeyConstraint(
+        ["organization_id", "sandbox_config_id"],
+        ["sandbox_configs.organization_id", "sandbox_configs.id"],
+        ondelete="CASCADE",
+    ),
+)

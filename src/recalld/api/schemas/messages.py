@@ -132,8 +132,8 @@ class LettaMessage(ResponseModel):
     tool_return: str | None = None
     status: str | None = None
     tool_call_id: str | None = None
-    stdout: Any = None
-    stderr: Any = None
+    stdout: list[str] | None = None  # a tool's captured output, as Letta shapes it
+    stderr: list[str] | None = None
     tool_returns: list[dict] | None = None
 
 
