@@ -116,6 +116,12 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _orgs(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.orgs_cli import run
+
+    return run(args, settings)
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from recalld.bench import run
 
@@ -167,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--org", required=True)
     revoke.add_argument("key_id")
     keys.set_defaults(handler=_keys)
+
+    from recalld.orgs_cli import add_arguments as add_orgs_arguments
+
+    orgs = sub.add_parser("orgs", help="show and set organizations' limits (requests, turns, storage, tools)")
+    add_orgs_arguments(orgs)
+    orgs.set_defaults(handler=_orgs)
 
     from recalld.bench.options import add_arguments as add_bench_arguments
 

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recalld import __version__
 from recalld.api import agents, archives, blocks, errors, health, messages, models, passages, runs, tools, unsupported
+from recalld.api import limits as org_limits
 from recalld.api.deps import Services
 from recalld.api.params import reject_repeated_scalars
 from recalld.coord.cluster_lease import TurnLeases
@@ -104,21 +105,25 @@ def build_services(settings: Settings) -> Services:
         holder=INSTANCE_ID,
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http))
+    limits = org_limits.build(settings, router)
+    passage_service.quota = limits.quota
     return Services(
         settings=settings,
         router=router,
         http=http,
         models=resolver,
-        agents=AgentService(router, settings, resolver),
-        blocks=BlockService(router, settings),
-        tools=ToolService(router),
+        agents=AgentService(router, settings, resolver, quota=limits.quota),
+        blocks=BlockService(router, settings, quota=limits.quota),
+        tools=ToolService(router, settings.max_tool_source_bytes, quota=limits.quota),
         orgs=OrgService(router),
-        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service),
+        turns=TurnService(router, settings, resolver, clients, leases, passages=passage_service,
+                          admission=limits.admission, tool_budget=limits.tool_budget, quota=limits.quota),
         history=HistoryService(router),
         runs=RunService(router),
         passages=passage_service,
         archives=ArchiveService(passage_service),
         key_cache={},
+        limits=limits,
     )
 
 
@@ -144,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.orgs.bootstrap()
         await services.models.catalog.refresh()
         await services.passages.start()
+        await services.limits.start()
         reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
         metrics.POOLS.sources = [services.router.pool_stats]
         metrics.QUEUE.source = services.turns.leases.total_queued
@@ -163,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.turns.drain(left)
             await _settle_cut_turns(services.turns.leases)
             reaper.cancel()
+            await services.limits.stop()
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
@@ -180,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # Routes are matched in order: the message routes, the hottest, come first.
     for module in (messages, health, agents, blocks, tools, models, runs, passages, archives, unsupported):
+        org_limits.document_rate_limits(module.router)
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

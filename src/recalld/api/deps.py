@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -47,6 +47,7 @@ class Services:
     passages: PassageService
     archives: ArchiveService
     key_cache: dict[str, tuple[float, Caller]]
+    limits: Any = None  # api/limits.py Limits: the organization limits (R22)
 
 
 async def get_services(request: Request) -> Services:
@@ -81,7 +82,14 @@ async def get_caller(
     return DEFAULT_CALLER
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+async def get_admitted_caller(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
+    """The caller, once its request is counted against its organization's request rate (R22; 429 over it)."""
+    if services.limits is not None:
+        await services.limits.admission.request(caller.org_id)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_admitted_caller)]
 
 
 def remember_key(cache: dict[str, tuple[float, Caller]], key: str, caller: Caller) -> None:

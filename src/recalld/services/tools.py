@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recalld import ids
 from recalld.errors import Conflict, InvalidInput, NotFound
 from recalld.services.caller import Caller
+from recalld.services.caps import check_tool_source_size
 from recalld.services.views import tool_view
 from recalld.store import agents as agents_store
 from recalld.store import tools as tools_store
@@ -77,14 +79,21 @@ async def ensure_builtin_tools(conn: AsyncConnection, org_id: str) -> None:
             await tools_store.update(conn, org_id, current["id"], {**fields, "updated_at": now})
 
 
-def _schema_for(body: dict) -> dict:
+# Sources longer than this are parsed in a thread, so parsing does not hold up other requests' event loop.
+PARSE_IN_THREAD_CHARS = 16 * 1024
+
+
+async def _schema_for(body: dict) -> dict:
     """The tool's JSON schema: the one given, or one derived from its source (contract R4)."""
     schema = body.get("json_schema")
     if schema:
         if not isinstance(schema.get("name"), str) or not schema["name"]:
             raise InvalidInput("json_schema must have a 'name'")
         return schema
-    return derive_json_schema(body["source_code"])
+    source = body["source_code"]
+    if len(source) > PARSE_IN_THREAD_CHARS:
+        return await asyncio.to_thread(derive_json_schema, source)
+    return derive_json_schema(source)
 
 
 def _fields_from(body: dict, schema: dict, caller: Caller) -> dict:
@@ -118,11 +127,16 @@ class _NameTaken(Exception):
 
 
 class ToolService:
-    def __init__(self, router: StoreRouter):
+    def __init__(self, router: StoreRouter, max_source_bytes: int = 256 * 1024, quota=None):  # noqa: ANN001
         self.router = router
+        self.max_source_bytes = max_source_bytes
+        self.quota = quota  # services/quota.py StorageQuota, or None: no storage limit
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
-        fields = _fields_from(body, _schema_for(body), caller)
+        check_tool_source_size(caller.org_id, body.get("source_code"), self.max_source_bytes)
+        fields = _fields_from(body, await _schema_for(body), caller)
+        if self.quota is not None:
+            await self.quota.check(caller.org_id, add_bytes=len(fields["source_code"]))
         # A concurrent create of the same name can win between our lookup and our insert. A create then
         # is a plain 409; an upsert must still replace, so it runs again and finds the winner's row.
         for _ in range(3):
@@ -172,11 +186,15 @@ class ToolService:
                 raise NotFound(f"Tool with id '{tool_id}' not found")
             if row["tool_type"] != "custom" and ({"source_code", "json_schema"} & changes.keys()):
                 raise InvalidInput(f"'{row['name']}' is a built-in tool; its code and schema cannot be changed")
+            check_tool_source_size(caller.org_id, changes.get("source_code"), self.max_source_bytes)
+            if self.quota is not None and changes.get("source_code"):
+                grown = len(changes["source_code"]) - len(row["source_code"] or "")
+                await self.quota.check(caller.org_id, add_bytes=grown)
             values = {k: v for k, v in changes.items() if k not in {"metadata_"}}
             if "metadata_" in changes:
                 values["metadata"] = changes["metadata_"]
             if changes.get("json_schema") or changes.get("source_code"):
-                schema = _schema_for(
+                schema = await _schema_for(
                     {
                         "json_schema": changes.get("json_schema"),
                         "source_code": changes.get("source_code") or row["source_code"] or "",
