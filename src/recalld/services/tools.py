@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import sqlalchemy as sa
@@ -20,7 +19,8 @@ from recalld.store.router import StoreRouter
 from recalld.store.schema import tools as tools_table
 from recalld.store.types import utcnow
 from recalld.tools.builtin import BUILTIN_TOOLS
-from recalld.tools.schema import derive_json_schema, validate_tool_name
+from recalld.tools.parse_pool import derive_schema
+from recalld.tools.schema import validate_tool_name
 
 TOOL_TYPES = frozenset(
     {
@@ -79,10 +79,6 @@ async def ensure_builtin_tools(conn: AsyncConnection, org_id: str) -> None:
             await tools_store.update(conn, org_id, current["id"], {**fields, "updated_at": now})
 
 
-# Sources longer than this are parsed in a thread, so parsing does not hold up other requests' event loop.
-PARSE_IN_THREAD_CHARS = 16 * 1024
-
-
 async def _schema_for(body: dict) -> dict:
     """The tool's JSON schema: the one given, or one derived from its source (contract R4)."""
     schema = body.get("json_schema")
@@ -90,10 +86,7 @@ async def _schema_for(body: dict) -> dict:
         if not isinstance(schema.get("name"), str) or not schema["name"]:
             raise InvalidInput("json_schema must have a 'name'")
         return schema
-    source = body["source_code"]
-    if len(source) > PARSE_IN_THREAD_CHARS:
-        return await asyncio.to_thread(derive_json_schema, source)
-    return derive_json_schema(source)
+    return await derive_schema(body["source_code"])
 
 
 def _fields_from(body: dict, schema: dict, caller: Caller) -> dict:
