@@ -448,3 +448,23 @@ def test_limits_hold_across_instances_and_fall_back_per_instance_without_redis(l
     _, fresh_key = new_org(servers[0], "--requests-per-s", "0.1", "--burst", "10")
     assert sum(_successes(servers, fresh_key, 20)) == 10
     assert metric(servers[0], "recalld_limits_backend", 'backend="redis"') == 1
+
+
+def test_a_turn_with_blocks_at_the_cap_does_not_stall_other_organizations(limits_server):
+    _, key = new_org(limits_server)
+    _, other_key = new_org(limits_server)
+    client = sdk(limits_server, key)
+    blocks = [client.blocks.create(label=f"big{i}", value="word " * 200_000, limit=1_000_000) for i in range(3)]
+    agent = client.agents.create(model=MODEL, block_ids=[b.id for b in blocks], context_window_limit=10_000_000)
+    with http(limits_server, other_key) as other:
+        other.get("/v1/health/")
+        worst = 0.0
+        with ThreadPoolExecutor(1) as pool:
+            turn = pool.submit(client.agents.messages.create, agent.id, messages=[user("hi")])
+            while not turn.done():
+                started = time.perf_counter()
+                assert other.get("/v1/health/").status_code == 200
+                worst = max(worst, time.perf_counter() - started)
+                time.sleep(0.005)
+        assert turn.result().stop_reason.stop_reason == "end_turn"
+    assert worst < 0.25, worst  # tokenizing the 3 M-character prompt on the loop stalls it ~0.4-0.6 s

@@ -450,6 +450,7 @@ class TurnService:
                     break
                 if lease.lost:
                     raise FenceViolation(f"Lost the lease of agent {state.agent['id']}; the turn stops here.")
+                await _count_large_texts_off_loop([state.system_text])
                 overflow = await self._compact_if_needed(caller, state, pending, rules, run_id, llm)
                 if overflow:
                     stop = overflow
@@ -778,6 +779,18 @@ def _signal_start(started: asyncio.Future | None, run: dict) -> None:
 def _fail_start(started: asyncio.Future | None, error: BaseException) -> None:
     if started is not None and not started.done():
         started.set_exception(error)
+
+
+# Texts at least this long are token-counted in a thread (the tokenizer releases the GIL) before the loop's
+# context check counts them again, from the count cache: a prompt of large blocks (up to 100 of 1,000,000
+# characters, R22) then stalls nobody else's requests (3 M characters: ~0.27 s of tokenizing).
+COUNT_OFF_LOOP_CHARS = 64 * 1024
+
+
+async def _count_large_texts_off_loop(texts: list[str]) -> None:
+    large = [text for text in texts if text and len(text) >= COUNT_OFF_LOOP_CHARS]
+    if large:
+        await asyncio.to_thread(lambda: [tokens.count_text(text) for text in large])
 
 
 def _input_chars(message: dict) -> int:
