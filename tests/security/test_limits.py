@@ -144,6 +144,21 @@ def test_flooding_org_gets_429_while_another_org_keeps_its_latency(limits_server
         assert all(client.get("/v1/blocks/").status_code == 200 for _ in range(30))
 
 
+def test_sends_count_against_the_request_rate(limits_server):
+    _, key = new_org(limits_server, "--requests-per-s", "0.1", "--burst", "4")
+    with http(limits_server, key) as client:
+        agent_id = client.post("/v1/agents/", json={"model": MODEL}).json()["id"]  # one token
+        statuses = [client.post(f"/v1/agents/{agent_id}/messages", json={"messages": [user("hi")]}).status_code
+                    for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = client.post(f"/v1/agents/{agent_id}/messages/async", json={"messages": [user("hi")]})
+        assert refused.status_code == 429 and "requests_per_s" in refused.json()["detail"]
+        assert 5 <= int(refused.headers["Retry-After"]) <= 10  # a token every 10 s
+        assert client.get(f"/v1/agents/{agent_id}/messages").status_code == 429
+    with pytest.raises(RateLimitError):
+        sdk(limits_server, key).agents.messages.create(agent_id, messages=[user("hi")])
+
+
 # --- turns ------------------------------------------------------------------------------------------------
 
 

@@ -90,6 +90,9 @@ async def get_admitted_caller(caller: Annotated[Caller, Depends(get_caller)], se
 
 
 CallerDep = Annotated[Caller, Depends(get_admitted_caller)]
+# The send routes: their request is counted against the rate by the turn's admission, in the same Redis round
+# trip as its turn slot (services/admission.py).
+TurnCallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def remember_key(cache: dict[str, tuple[float, Caller]], key: str, caller: Caller) -> None:

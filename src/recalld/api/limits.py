@@ -57,10 +57,11 @@ def build(settings: Settings, router: StoreRouter) -> Limits:
     redis = LimitRedis(settings.redis_url) if settings.redis_url else None
     book = LimitBook(router, settings)
     # A slot outlives a crashed instance by at most this long (it is renewed every third of it).
-    slots = TurnSlots(redis, ttl_s=max(30.0, 2 * settings.lease_ttl_s))
+    rate = RateLimiter(redis)
+    slots = TurnSlots(redis, ttl_s=max(30.0, 2 * settings.lease_ttl_s), local_rate=rate.local)
     return Limits(
         book=book,
-        admission=Admission(book, RateLimiter(redis), slots),
+        admission=Admission(book, rate, slots),
         quota=StorageQuota(router, book, settings),
         tool_budget=ToolBudget(book, redis),
         redis=redis,

@@ -20,15 +20,36 @@ from collections import Counter
 from dataclasses import dataclass
 
 from recalld.coord.limit_redis import REDIS_ERRORS, LimitRedis
+from recalld.coord.rate_limit import LocalBuckets
 
 log = logging.getLogger(__name__)
 
 POLL_MIN_S = 0.01
 POLL_MAX_S = 0.1
 
-# KEYS: in-flight set, running set. ARGV: token, in-flight bound, ttl ms. Returns {admitted, in flight, running}.
+# One round trip for a send: its request's token (the rate bucket, as coord/rate_limit.py's script), its
+# admission and, when asked and a running slot is free, that slot too.
+# KEYS: in-flight set, running set, rate bucket. ARGV: token, in-flight bound, ttl ms, concurrent bound,
+# try to run (0|1), rate per s (0: no token to take), burst.
+# Returns {-1, seconds to wait} (rate), {0, in flight, running} (refused), {1|2, …} (admitted; 2: running).
 _ADMIT = """
+local rate = tonumber(ARGV[6])
 local clock = redis.call('TIME')
+if rate > 0 then
+  local burst = tonumber(ARGV[7])
+  local t = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+  local state = redis.call('HMGET', KEYS[3], 't', 'v')
+  local last = tonumber(state[1]) or t
+  local tokens = tonumber(state[2]) or burst
+  tokens = math.min(burst, tokens + math.max(0, t - last) * rate)
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+  redis.call('HSET', KEYS[3], 't', tostring(t), 'v', tostring(tokens))
+  redis.call('PEXPIRE', KEYS[3], math.ceil((burst - tokens) / rate * 1000) + 1000)
+  if wait > 0 then
+    return {-1, tostring(wait)}
+  end
+end
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -39,6 +60,11 @@ if inflight >= tonumber(ARGV[2]) then
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[5] == '1' and running < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return {2, inflight + 1, running + 1}
+end
 return {1, inflight + 1, running}
 """
 # KEYS: running set. ARGV: token, concurrent bound, ttl ms. Returns 1 when the turn may run.
@@ -70,6 +96,14 @@ return 1
 """
 
 
+class RateRefused(Exception):
+    """The send's request is over its organization's rate; wait_s until a token is free."""
+
+    def __init__(self, wait_s: float):
+        super().__init__(f"over the request rate; retry in {wait_s:.2f} s")
+        self.wait_s = wait_s
+
+
 class TurnRefused(Exception):
     """Over the organization's turn limits; the message names them."""
 
@@ -89,8 +123,9 @@ class Slot:
 
 
 class TurnSlots:
-    def __init__(self, redis: LimitRedis | None, ttl_s: float):
+    def __init__(self, redis: LimitRedis | None, ttl_s: float, local_rate: LocalBuckets):
         self.redis = redis
+        self.local_rate = local_rate
         self.ttl_ms = int(ttl_s * 1000)
         self.inflight: Counter[str] = Counter()  # local slots by organization
         self.running: Counter[str] = Counter()
@@ -111,24 +146,34 @@ class TurnSlots:
             counts[slot.org_id] += 1
         return dict(counts)
 
-    async def admit(self, org_id: str, concurrent: int, queued: int) -> Slot:
-        """A slot for one turn, or TurnRefused when the organization has concurrent + queued turns in flight."""
+    async def admit(self, org_id: str, concurrent: int, queued: int, *, rate: tuple[float, int] | None = None,
+                    try_run: bool = False) -> Slot:
+        """A slot for one turn, or TurnRefused when the organization has concurrent + queued turns in flight.
+        With `rate` (per second, burst) the send's request token is taken first (RateRefused without one); with
+        `try_run`, a free running slot is taken at once (in the same Redis round trip)."""
         bound = concurrent + queued
         token = secrets.token_hex(8)
         if self.redis is not None and self.redis.usable():
+            per_s, burst = rate or (0, 0)
             try:
-                admitted, inflight, running = await self._admit(keys=self._keys(org_id),
-                                                                args=[token, bound, self.ttl_ms])
+                answer = await self._admit(
+                    keys=[*self._keys(org_id), self.redis.key("rate", org_id)],
+                    args=[token, bound, self.ttl_ms, concurrent, int(try_run), per_s, burst],
+                )
             except REDIS_ERRORS as e:
                 self.redis.failed(e)
             else:
                 self.redis.succeeded()
-                if not admitted:
-                    raise _refusal(int(inflight), int(running), concurrent, queued)
-                slot = Slot(org_id, token, "redis")
+                if int(answer[0]) == -1:
+                    raise RateRefused(float(answer[1]))
+                if int(answer[0]) == 0:
+                    raise _refusal(int(answer[1]), int(answer[2]), concurrent, queued)
+                slot = Slot(org_id, token, "redis", running=int(answer[0]) == 2)
                 self._held.add(slot)
                 self._ensure_renewer()
                 return slot
+        if rate is not None and (wait_s := self.local_rate.take(org_id, *rate)) > 0:
+            raise RateRefused(wait_s)
         if self.inflight[org_id] >= bound:
             raise _refusal(self.inflight[org_id], self.running[org_id], concurrent, queued)
         self.inflight[org_id] += 1
@@ -139,7 +184,7 @@ class TurnSlots:
         after wait_s."""
         deadline = time.monotonic() + wait_s
         delay = POLL_MIN_S
-        while not await self._try_run(slot, concurrent):
+        while not (slot.running or await self._try_run(slot, concurrent)):
             if time.monotonic() + delay > deadline:
                 raise TurnRefused(
                     f"Too many turns running for this organization: the concurrent_turns limit is {concurrent}; "
@@ -151,7 +196,7 @@ class TurnSlots:
 
     def try_run_now(self, slot: Slot, concurrent: int) -> bool:
         """A running slot only if one can be had without I/O (a local slot); else False, and run() decides."""
-        return slot.backend == "local" and self._try_run_local(slot, concurrent)
+        return slot.running or (slot.backend == "local" and self._try_run_local(slot, concurrent))
 
     async def _try_run(self, slot: Slot, concurrent: int) -> bool:
         if slot.backend == "redis":

@@ -4,7 +4,7 @@ turns, and the max_steps a send may ask for. Over a rate or concurrency limit: 4
 from __future__ import annotations
 
 from recalld.coord.rate_limit import RateLimiter
-from recalld.coord.turn_slots import Slot, TurnRefused, TurnSlots
+from recalld.coord.turn_slots import RateRefused, Slot, TurnRefused, TurnSlots
 from recalld.errors import LimitExceeded
 from recalld.obs import limit_metrics
 from recalld.services.limits import LimitBook
@@ -21,21 +21,22 @@ class Admission:
         limits = self.book.for_org(org_id)
         wait_s = await self.rate.take(org_id, limits.requests_per_s, limits.burst)
         if wait_s > 0:
-            limit_metrics.rejected(org_id, "requests_per_s")
-            raise LimitExceeded(
-                f"Rate limit exceeded: this organization may make {limits.requests_per_s:g} requests per second "
-                f"(requests_per_s) with bursts of {limits.burst} (burst). Retry after {wait_s:.2f} s.",
-                retry_after_s=wait_s,
-            )
+            raise _over_rate(org_id, limits.requests_per_s, limits.burst, wait_s)
 
     def max_steps(self, org_id: str, asked: int) -> int:
         """The steps a send may run: what it asks for, up to the organization's max_steps."""
         return min(asked, self.book.for_org(org_id).max_steps)
 
-    async def admit_turn(self, org_id: str) -> Slot:
+    async def admit_turn(self, org_id: str, *, agent_free: bool) -> Slot:
+        """A send's admission: its request's token and one of the organization's turn slots (with Redis, one
+        round trip). A send to an agent no other turn here holds takes a running slot at once when one is free
+        (it may then wait for the agent's lease held on another instance while counted as running)."""
         limits = self.book.for_org(org_id)
         try:
-            return await self.slots.admit(org_id, limits.concurrent_turns, limits.queued_turns)
+            return await self.slots.admit(org_id, limits.concurrent_turns, limits.queued_turns,
+                                          rate=(limits.requests_per_s, limits.burst), try_run=agent_free)
+        except RateRefused as e:
+            raise _over_rate(org_id, limits.requests_per_s, limits.burst, e.wait_s) from e
         except TurnRefused as e:
             limit_metrics.rejected(org_id, e.limit)
             raise LimitExceeded(e.detail, retry_after_s=1) from e
@@ -51,3 +52,12 @@ class Admission:
 
     async def release(self, slot: Slot) -> None:
         await self.slots.release(slot)
+
+
+def _over_rate(org_id: str, per_s: float, burst: int, wait_s: float) -> LimitExceeded:
+    limit_metrics.rejected(org_id, "requests_per_s")
+    return LimitExceeded(
+        f"Rate limit exceeded: this organization may make {per_s:g} requests per second (requests_per_s) with "
+        f"bursts of {burst} (burst). Retry after {wait_s:.2f} s.",
+        retry_after_s=wait_s,
+    )

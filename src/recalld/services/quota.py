@@ -24,6 +24,7 @@ from recalld.store.router import StoreRouter
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+FIRST_MEASURE_WAIT_S = 1.0
 
 
 @dataclass
@@ -66,12 +67,23 @@ class StorageQuota:
     async def _current(self, org_id: str) -> Usage:
         usage = self._usage.get(org_id)
         if usage is None:
-            usage = self._usage[org_id] = await self._measure(org_id)
+            # The first write of an organization here waits for its measurement, but not for long: a large
+            # organization's is finished in the background while its writes go on.
+            task = self._measuring.get(org_id) or self._start_measuring(org_id)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), FIRST_MEASURE_WAIT_S)
+            except TimeoutError:
+                pass
+            usage = self._usage.setdefault(org_id, Usage(0.0, 0, 0))
         elif time.monotonic() - usage.measured_at > self.settings.storage_measure_s and org_id not in self._measuring:
-            task = asyncio.create_task(self._remeasure(org_id))
-            self._measuring[org_id] = task
-            task.add_done_callback(lambda _: self._measuring.pop(org_id, None))
+            self._start_measuring(org_id)
         return usage
+
+    def _start_measuring(self, org_id: str) -> asyncio.Task:
+        task = asyncio.create_task(self._remeasure(org_id))
+        self._measuring[org_id] = task
+        task.add_done_callback(lambda _: self._measuring.pop(org_id, None))
+        return task
 
     async def _measure(self, org_id: str) -> Usage:
         async with self.router.read(org_id) as conn:
@@ -81,6 +93,11 @@ class StorageQuota:
 
     async def _remeasure(self, org_id: str) -> None:
         try:
-            self._usage[org_id] = await self._measure(org_id)
+            measured = await self._measure(org_id)
+            if (previous := self._usage.get(org_id)) is not None and previous.measured_at == 0.0:
+                # Writes accepted before the first measurement finished may not be in it: keep them counted.
+                measured.passages = max(measured.passages, previous.passages)
+                measured.stored_bytes = max(measured.stored_bytes, previous.stored_bytes)
+            self._usage[org_id] = measured
         except Exception as e:  # noqa: BLE001 - the last measurement stays until the next try
             log.warning("measuring the storage of %s failed: %s", org_id, e)

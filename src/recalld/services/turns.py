@@ -154,7 +154,7 @@ class TurnService:
         started: asyncio.Future | None = None,
     ) -> dict:
         """Run a turn to its end and return the LettaResponse (or the recorded one for a repeated send)."""
-        slot = await self._admit(caller, req)
+        slot = await self._admit(caller, agent_id, req)
         try:
             if req.idempotency_key or req.input_otid:
                 await self._await_running_duplicate(caller, agent_id, req)
@@ -167,15 +167,15 @@ class TurnService:
             if slot is not None:
                 await asyncio.shield(self.admission.release(slot))
 
-    async def _admit(self, caller: Caller, req: SendRequest) -> Slot | None:
-        """The organization's limits on a send: its max_steps caps the request's, and the turn takes one of
-        its turn slots (429 when the organization has too many in flight); storage is checked for the input."""
+    async def _admit(self, caller: Caller, agent_id: str, req: SendRequest) -> Slot | None:
+        """The organization's limits on a send: its request counts against the rate, its max_steps caps the
+        request's, and the turn takes one of its turn slots (429 over any); storage is checked for the input."""
         if self.quota is not None:
             await self.quota.check(caller.org_id, add_bytes=sum(_input_chars(m) for m in req.inputs))
         if self.admission is None:
             return None
         req.max_steps = self.admission.max_steps(caller.org_id, req.max_steps)
-        return await self.admission.admit_turn(caller.org_id)
+        return await self.admission.admit_turn(caller.org_id, agent_free=self.leases.queued(agent_id) == 0)
 
     @asynccontextmanager
     async def _hold(
@@ -219,7 +219,7 @@ class TurnService:
 
     async def start_async(self, caller: Caller, agent_id: str, req: SendRequest) -> dict:
         """Record a run and run the turn in the background; the run is returned at once."""
-        slot = await self._admit(caller, req)
+        slot = await self._admit(caller, agent_id, req)
         try:
             run, existing = await self._record_async_run(caller, agent_id, req)
         except BaseException:
