@@ -3,11 +3,22 @@ turns, and the max_steps a send may ask for. Over a rate or concurrency limit: 4
 
 from __future__ import annotations
 
+import asyncio
+
 from recalld.coord.rate_limit import RateLimiter
 from recalld.coord.turn_slots import RateRefused, Slot, TurnRefused, TurnSlots
 from recalld.errors import LimitExceeded
 from recalld.obs import limit_metrics
 from recalld.services.limits import LimitBook
+
+# A refused request is answered once its organization's next token is due, up to this long: a client that ignores
+# Retry-After then slows itself down (one request per connection per token) instead of spending the server's
+# time on a stream of 429s that other organizations' requests queue behind.
+HOLD_BACK_MAX_S = 0.5
+
+
+async def _hold_back(wait_s: float) -> None:
+    await asyncio.sleep(min(wait_s, HOLD_BACK_MAX_S))
 
 
 class Admission:
@@ -21,6 +32,7 @@ class Admission:
         limits = self.book.for_org(org_id)
         wait_s = await self.rate.take(org_id, limits.requests_per_s, limits.burst)
         if wait_s > 0:
+            await _hold_back(wait_s)
             raise _over_rate(org_id, limits.requests_per_s, limits.burst, wait_s)
 
     def max_steps(self, org_id: str, asked: int) -> int:
@@ -36,6 +48,7 @@ class Admission:
             return await self.slots.admit(org_id, limits.concurrent_turns, limits.queued_turns,
                                           rate=(limits.requests_per_s, limits.burst), try_run=agent_free)
         except RateRefused as e:
+            await _hold_back(e.wait_s)
             raise _over_rate(org_id, limits.requests_per_s, limits.burst, e.wait_s) from e
         except TurnRefused as e:
             limit_metrics.rejected(org_id, e.limit)
