@@ -292,6 +292,11 @@ def test_storage_over_max_storage_mb_is_refused_and_nothing_is_stored(limits_ser
         client.blocks.update(small.id, value="z" * 600_000)
     assert sorted(b.label for b in client.blocks.list()) == ["notes", "small"]
     assert client.blocks.retrieve(small.id).value == "s" * 400_000
+    agent = client.agents.create(model=MODEL)
+    with pytest.raises(BadRequestError) as refused:
+        client.agents.messages.create(agent.id, messages=[user("m" * 300_000)])
+    assert "max_storage_mb" in refused.value.response.json()["detail"]
+    assert [m for m in client.agents.messages.list(agent.id) if m.message_type == "user_message"] == []
 
 
 # --- tool seconds -----------------------------------------------------------------------------------------

@@ -170,12 +170,18 @@ class TurnService:
     async def _admit(self, caller: Caller, agent_id: str, req: SendRequest) -> Slot | None:
         """The organization's limits on a send: its request counts against the rate, its max_steps caps the
         request's, and the turn takes one of its turn slots (429 over any); storage is checked for the input."""
+        slot = None
+        if self.admission is not None:
+            req.max_steps = self.admission.max_steps(caller.org_id, req.max_steps)
+            slot = await self.admission.admit_turn(caller.org_id, agent_free=self.leases.queued(agent_id) == 0)
         if self.quota is not None:
-            await self.quota.check(caller.org_id, add_bytes=sum(_input_chars(m) for m in req.inputs))
-        if self.admission is None:
-            return None
-        req.max_steps = self.admission.max_steps(caller.org_id, req.max_steps)
-        return await self.admission.admit_turn(caller.org_id, agent_free=self.leases.queued(agent_id) == 0)
+            try:
+                await self.quota.check(caller.org_id, add_bytes=sum(_input_chars(m) for m in req.inputs))
+            except BaseException:
+                if slot is not None:
+                    await asyncio.shield(self.admission.release(slot))
+                raise
+        return slot
 
     @asynccontextmanager
     async def _hold(
