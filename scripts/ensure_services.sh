@@ -122,6 +122,9 @@ ensure_redis
 ensure_binary nginx nginx
 ensure_binary pgbouncer pgbouncer
 ensure_binary bwrap bubblewrap  # the custom tools' sandbox (R23); the security tests run real bwrap
+# As root the sandbox runs tools as an unprivileged uid, which cannot read an interpreter under /root (pyenv's):
+# the test servers then give tools the system Python (tests/servers.py), so make sure there is one.
+if [ "$(id -u)" -eq 0 ] && [ ! -x /usr/bin/python3 ]; then apt_install python3; fi
 wait_for "PostgreSQL on $PG_HOST:$PG_PORT" pg_answers "/var/log/postgresql/"
 wait_for "Redis on $REDIS_HOST:$REDIS_PORT" redis_answers "/var/log/redis/ci.log"
 # Answering is not enough: the tests log in over TCP as postgres with no password.
