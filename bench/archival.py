@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from recalld.bench.spawn import free_port
 
 NAMES = ["Maria", "Tomás", "Aiko", "Priya", "Jonas", "Fatima", "Liam", "Chen", "Olga", "Kwame", "Sofia", "Ravi"]
 RELATIONS = ["sister", "brother", "cousin", "neighbour", "manager", "best friend", "uncle", "daughter"]
@@ -249,12 +250,6 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SpawnedServer:

@@ -34,11 +34,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from recalld.bench.spawn import free_port
 
 
 def free_port_run(count: int) -> int:
