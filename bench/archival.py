@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from recalld.bench.procstat import ProcessSampler
+from recalld.bench.recorder import percentile
+from recalld.bench.spawn import free_port
 
 NAMES = ["Maria", "Tomás", "Aiko", "Priya", "Jonas", "Fatima", "Liam", "Chen", "Olga", "Kwame", "Sofia", "Ravi"]
 RELATIONS = ["sister", "brother", "cousin", "neighbour", "manager", "best friend", "uncle", "daughter"]
@@ -70,17 +73,6 @@ def question(rng: random.Random) -> str:
         f"Is {name} travelling anywhere soon?",
     ]
     return rng.choice(forms)
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """user+system CPU seconds of a local process (all its threads), from /proc; None when unknown."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -127,15 +119,6 @@ class Phase:
         }
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    rank = (len(values) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (rank - low)
-
-
 async def create_agents(http: httpx.AsyncClient, count: int, embedding: str | None) -> list[str]:
     body: dict = {
         # A chat model is never called here; an inline llm_config needs no provider.
@@ -166,13 +149,15 @@ async def run_phase(name: str, agents: list[str], per_agent: int, make_request, 
                 status = type(e).__name__
             phase.record(start, time.perf_counter(), status)
 
-    server_before, client_before = process_cpu_s(server_pid), time.process_time()
+    # `recalld bench`'s CPU reading: the server's whole process tree (sandboxed tools included), from /proc.
+    sampler = ProcessSampler(server_pid) if server_pid is not None else None
+    server_before, client_before = (sampler.begin() if sampler else None), time.process_time()
     phase.began = time.perf_counter()
     await asyncio.gather(*(agent_loop(i, a) for i, a in enumerate(agents)))
     phase.finished = time.perf_counter()
-    server_after = process_cpu_s(server_pid)
-    if server_before is not None and server_after is not None:
-        phase.server_cpu_s = server_after - server_before
+    server_used = sampler.end(server_before) if sampler else None
+    if server_used is not None:
+        phase.server_cpu_s = server_used["cpu_s"]
     phase.client_cpu_s = time.process_time() - client_before
     return phase
 
@@ -249,12 +234,6 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SpawnedServer:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cluster benchmark (issue 5): 1 vs 3 recalld instances behind nginx on one PostgreSQL, scripted LLM at 0 ms and
+"""Cluster benchmark: 1 vs 3 recalld instances behind nginx on one PostgreSQL, scripted LLM at 0 ms and
 500 ms, concurrency 32 and 256 -- throughput, p50/p95/p99 latency, errors, server CPU and database connections.
 
 For each (instances, LLM latency): a fresh database, a private Redis (leases), the scripted LLM, and
@@ -34,11 +34,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from recalld.bench.spawn import free_port
 
 
 def free_port_run(count: int) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory of a recalld instance against the number of agents that exist (issue 6): resident memory (RSS) of
+"""Memory of a recalld instance against the number of agents that exist: resident memory (RSS) of
 the server idle, while one message goes to a sample of K agents, and while one message goes to every agent --
 with 10, 1,000 and 10,000 agents in the database, on SQLite and PostgreSQL.
 

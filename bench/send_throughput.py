@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Send-message throughput of recalld (issue 3): SQLite and PostgreSQL, scripted LLM at 0 ms, 10 agents,
+"""Send-message throughput of recalld: SQLite and PostgreSQL, scripted LLM at 0 ms, 10 agents,
 concurrency 4 and 32; throughput, p50/p95/p99 latency and server CPU ms per message, medians of 3 runs.
 
 Each run is a fresh `recalld bench --spawn-server --fake-llm` (a new server, a new database, new agents), so

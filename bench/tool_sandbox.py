@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What isolating custom tools costs (issue 15): tool-call latency and server CPU per tool call, with tools in
+"""What isolating custom tools costs (R23): tool-call latency and server CPU per tool call, with tools in
 the bubblewrap sandbox and in the old unisolated subprocess, measured in the same run.
 
 Two servers run side by side on SQLite (RECALLD_TOOL_SANDBOX=bwrap and =unsafe-subprocess), with recalld's

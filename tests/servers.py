@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
+
+from recalld.bench.spawn import free_port as free_port  # the one copy; tests import it from here
 
 # Instances sharing a PostgreSQL database must share the secrets key (secrets_box.py): one for the test run.
 TEST_SECRETS_KEY = Fernet.generate_key().decode()
@@ -32,12 +33,6 @@ def _tool_python() -> str | None:
 
 
 TOOL_PYTHON = _tool_python()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _psql(sql: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from recalld.llm.http import ProviderHTTP
 from recalld.settings import Settings
 from tests.fakes.llm_anthropic import ScriptedAnthropic
 from tests.fakes.llm_openai import ScriptedOpenAI
+from tests.servers import free_port
 
 # The key order of a `GET /v1/models/` item as Letta sends it.
 LLM_ITEM_KEYS = [
@@ -49,9 +49,7 @@ def make_settings(**providers: str | None) -> Settings:
 
 def closed_port() -> int:
     """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture

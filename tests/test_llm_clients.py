@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +37,7 @@ from recalld.llm.openai import OpenAIChatClient
 from recalld.llm.types import ChatRequest, ChatResponse, ReasoningDelta, TextDelta, ToolCallDelta
 from tests.fakes.llm_anthropic import ScriptedAnthropic
 from tests.fakes.llm_openai import ScriptedOpenAI, ScriptedServer
+from tests.servers import free_port
 
 OPENAI_KEY = "sk-openai-test-secret"
 ANTHROPIC_KEY = "sk-ant-test-secret"
@@ -179,12 +179,6 @@ def follow_up(request: ChatRequest, response: ChatResponse, result: str) -> Chat
         tools=request.tools,
         tool_choice=request.tool_choice,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- replies -----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Private services for the cluster tests, each on a free port and stopped by the test that started it: a
 PgBouncer in transaction mode in front of the machine's PostgreSQL, and a Redis a test may stop mid-run. The
-shared PostgreSQL and Redis on the default ports are never stopped (MACHINE_FACTS: other runs use them)."""
+shared PostgreSQL and Redis on the default ports are never stopped (other test runs use them)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_s
 
 class PgBouncer:
     """PgBouncer 1.18 (Debian) in transaction mode: every client transaction may land on another server
-    connection, and prepared statements don't survive between them (MACHINE_FACTS)."""
+    connection, and prepared statements don't survive between them."""
 
     def __init__(self, pool_size: int = 4, max_client_conn: int = 400):
         self.port = free_port()

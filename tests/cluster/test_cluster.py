@@ -1,4 +1,4 @@
-"""Many instances, one truth (issue 5): recalld instances on one PostgreSQL behind nginx behave like one
+"""Many instances, one truth: recalld instances on one PostgreSQL behind nginx behave like one
 server -- turns of an agent never interleave, nothing is lost or stored twice, an exhausted pool answers 503,
 no connection waits on the model, PgBouncer's transaction mode works, and a killed instance costs one turn."""
 

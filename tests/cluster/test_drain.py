@@ -1,4 +1,4 @@
-"""SIGTERM (issue 5, ARCHITECTURE.md "Shutdown"): readiness turns 503 at once while the instance still serves
+"""SIGTERM (docs/ARCHITECTURE.md, failure paths): readiness turns 503 at once while the instance still serves
 for the grace period; then it stops accepting connections, lets the turn in flight finish (or cuts it at the
 drain timeout, failing its run like a crash), releases the agent's lease and exits 0 -- so another instance
 takes the agent's next turn at once, not after the lease TTL."""

@@ -1,4 +1,4 @@
-"""A lease shorter than a turn (issue 5): while renewal works, turns longer than the lease TTL are still
+"""A lease shorter than a turn (R8, lease + fence): while renewal works, turns longer than the lease TTL are still
 serialized; when the holder cannot renew -- a paused process (SIGSTOP) -- its lease expires, another instance
 takes the agent and commits, and the fence at commit refuses the paused writer when it wakes up. At worst a
 turn fails, cleanly (409, its run failed); the history never interleaves, duplicates or loses a turn."""

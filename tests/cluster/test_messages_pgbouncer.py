@@ -1,6 +1,6 @@
 """The message tests (tests/api/test_messages.py) once more, against a recalld that reaches PostgreSQL through a
-PgBouncer in transaction mode with pooling off (RECALLD_DISABLE_POOLING=true): issue 5's "PgBouncer transaction
-mode passes the message tests". Every transaction may land on another server connection and no prepared
+PgBouncer in transaction mode with pooling off (RECALLD_DISABLE_POOLING=true): PgBouncer in
+transaction mode passes the message tests. Every transaction may land on another server connection and no prepared
 statement survives between them, so anything that relied on session state would show here."""
 
 from __future__ import annotations

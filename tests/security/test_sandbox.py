@@ -1,4 +1,4 @@
-"""Custom tools try to escape their sandbox (R23, issue 15): a real `recalld serve`, real bwrap, through the SDK.
+"""Custom tools try to escape their sandbox (R23): a real `recalld serve`, real bwrap, through the SDK.
 
 Each tool reports what it managed; every attempt must fail inside the sandbox while the server stays healthy and
 another organization's turns go on. Tools run with a 3 s wall time here.

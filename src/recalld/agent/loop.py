@@ -1,7 +1,7 @@
 """One step of the agent loop: prompt → model → tools → the step's messages and stop decision.
 
 A step does no I/O of its own beyond the model client, the tool runner and an optional delta callback;
-the turn service reads state before it and commits its result after it (ARCHITECTURE.md, the path of
+the turn service reads state before it and commits its result after it (docs/ARCHITECTURE.md, the path of
 a message). letta_v1 agents continue after any tool call and end on plain text; memgpt-style agents
 must call a tool every step and continue only on a heartbeat request, a failed tool or a rule.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -32,7 +33,6 @@ from recalld.obs import metrics
 from recalld.services.caller import Caller
 from recalld.services.runs import run_view
 from recalld.services.turns import SendRequest
-from recalld.store.types import utcnow
 
 router = APIRouter(tags=["messages"])
 
@@ -195,7 +195,7 @@ def _sse(payload: Any, event: str | None = None) -> bytes:
 def _ping(run_id: str | None) -> dict:
     return {
         "id": f"ping-{uuid.uuid4()}",
-        "date": message_date(utcnow()),
+        "date": message_date(datetime.now(UTC)),
         "name": None,
         "message_type": "ping",
         "otid": None,

@@ -1,4 +1,4 @@
-"""Cluster-wide turn leases (ARCHITECTURE.md principle 2, contract R8).
+"""Cluster-wide turn leases (docs/ARCHITECTURE.md principle 2, R8).
 
 A turn first takes its agent's in-process FIFO lock (no network for same-process contention), then the
 cluster lease: a Redis key set with NX and a TTL, or — without Redis, or while Redis is down, on

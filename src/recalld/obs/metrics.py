@@ -1,4 +1,4 @@
-"""Prometheus metrics: what operators and autoscalers act on (issue: see it and size it).
+"""Prometheus metrics: what operators and autoscalers act on to see a deployment and size it.
 
 One registry per process; every instance runs one worker process, so no multiprocess mode is needed
 (with several workers, set PROMETHEUS_MULTIPROC_DIR and prometheus-client aggregates them).

@@ -1,4 +1,4 @@
-"""Who is calling: resolved by the API before any handler runs (ARCHITECTURE principle 4)."""
+"""Who is calling: resolved by the API before any handler runs (docs/ARCHITECTURE.md principle 4)."""
 
 from __future__ import annotations
 

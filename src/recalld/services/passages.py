@@ -1,6 +1,6 @@
 """Archival memory of agents: inserting passages, searching them by meaning, listing and deleting them.
 
-Embedding happens before any write transaction opens and never inside one (ARCHITECTURE principle 3):
+Embedding happens before any write transaction opens and never inside one (docs/ARCHITECTURE.md principle 3):
 an insert reads the agent (short read), embeds, then writes the passage (short write). A failed
 embedding leaves nothing behind. The agent loop's archival tools call insert() and search() too.
 """

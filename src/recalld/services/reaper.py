@@ -1,5 +1,5 @@
 """Failing runs whose instance died: a run's row is touched while its lease is renewed, so a run that has
-gone quiet for two lease lifetimes has no living holder (ARCHITECTURE.md, runs and crashes)."""
+gone quiet for two lease lifetimes has no living holder (docs/ARCHITECTURE.md, failure paths)."""
 
 from __future__ import annotations
 

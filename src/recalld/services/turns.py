@@ -1,4 +1,4 @@
-"""Turns: one input and the agent steps it triggers, one at a time per agent (ARCHITECTURE.md, the path
+"""Turns: one input and the agent steps it triggers, one at a time per agent (docs/ARCHITECTURE.md, the path
 of a message). The lease queues turns; each step reads nothing inside a transaction while the model
 thinks, and commits atomically behind the fence (one statement on PostgreSQL, see store/step_commit.py)."""
 

@@ -3,7 +3,7 @@
 Committed messages never change (their sequence numbers are fixed; only the system message is rewritten in
 place, and it is always read afresh), so rows cached for an agent stay right whatever another instance did
 meanwhile: a turn asks the database only for rows past what it has. A cache that is safe to drop
-(ARCHITECTURE.md): bounded by total rows, least recently used agents go first.
+(docs/ARCHITECTURE.md): bounded by total rows, least recently used agents go first.
 """
 
 from __future__ import annotations

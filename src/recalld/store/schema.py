@@ -104,7 +104,7 @@ agents = Table(
     Column("secrets", JSONType, nullable=True),
     Column("max_files_open", Integer, nullable=True),
     Column("per_file_view_window_char_limit", Integer, nullable=True),
-    # The fence: the highest message sequence number committed for this agent (ARCHITECTURE.md).
+    # The fence: the highest message sequence number committed for this agent (docs/ARCHITECTURE.md).
     Column("last_seq", BigInteger, nullable=False, default=0),
     # The in-context window: system message, then the summary (if any), then seq >= context_start_seq.
     Column("system_message_id", ID, nullable=True),

@@ -113,7 +113,7 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     """Routes every request to the owning ScriptedServer; keep-alive HTTP/1.1 with TCP_NODELAY."""
 
     protocol_version = "HTTP/1.1"
-    # Without it every keep-alive response stalls ~40 ms on Nagle + delayed ACK (MACHINE_FACTS).
+    # Without it every keep-alive response stalls ~40 ms on Nagle + delayed ACK.
     disable_nagle_algorithm = True
     fake: ScriptedServer
 
