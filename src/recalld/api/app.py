@@ -168,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.setup(settings.otel_endpoint, instance_id=INSTANCE_ID)
         services = build_services(settings)
         app.state.services = services
-        app.state.sandbox_configs = SandboxConfigService(services.router)
+        app.state.sandbox_configs = SandboxConfigService(services.router, services.secrets_box)
         await upgrade_to_head(services.router.primary)
         try:
             await verify_database_key(services.router, services.secrets_box)

@@ -380,7 +380,13 @@ class TurnService:
             state.tools,
             state.memory,
             TurnToolServices(
-                self.router, caller, state.agent, self.passages, self.sandbox, secrets=self._secrets(state.agent)
+                self.router,
+                caller,
+                state.agent,
+                self.passages,
+                self.sandbox,
+                secrets=self._secrets(state.agent),
+                box=self.box,
             ),
         )
         rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
