@@ -4,6 +4,7 @@ not at all. The mode is settled once at start (`start`), by running a probe tool
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -115,6 +116,10 @@ class ToolSandbox:
             index_url=s.tool_pip_index_url,
             python_version=python_version,
             timeout_s=s.tool_pip_timeout_s,
+            max_bytes=s.tool_pip_cache_mb * _MIB,
+            sets_per_org=s.tool_pip_sets_per_org,
+            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance).
+            in_use_grace_s=2 * s.tool_timeout_s + 30,
         )
 
     async def _probe(self) -> str | None:
@@ -170,13 +175,17 @@ class ToolSandbox:
         started = time.perf_counter()
         with tracing.span("tool", {"gen_ai.tool.name": name, "recalld.sandbox": self.mode}) as span:
             try:
-                installed = await self.requirements.ensure(requirements) if requirements and self.requirements else None
-                async with self.slots.hold(org_id, self.settings.tool_timeout_s):
-                    span.add_event("slot")
-                    if self.mode == "bwrap":
-                        result = await self._run_bwrap(source, name, args, {**_BASIC_ENV, **env}, installed=installed)
-                    else:
-                        result = await self._run_unsafe(source, name, args, {**_BASIC_ENV, **env}, installed)
+                async with contextlib.AsyncExitStack() as held:
+                    installed = None
+                    if requirements and self.requirements:
+                        installed = await held.enter_async_context(self.requirements.use(org_id, requirements))
+                    async with self.slots.hold(org_id, self.settings.tool_timeout_s):
+                        span.add_event("slot")
+                        full_env = {**_BASIC_ENV, **env}
+                        if self.mode == "bwrap":
+                            result = await self._run_bwrap(source, name, args, full_env, installed=installed)
+                        else:
+                            result = await self._run_unsafe(source, name, args, full_env, installed)
             except SlotsBusy as e:
                 metrics.TOOL_REFUSED.labels("busy").inc()
                 return _failure(name, str(e))
