@@ -128,7 +128,7 @@ def build_services(settings: Settings) -> Services:
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http, policy))
     box = SecretsBox.from_settings(settings)
-    sandbox = ToolSandbox(settings)
+    sandbox = ToolSandbox(settings, policy)
     return Services(
         settings=settings,
         router=router,
@@ -203,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
+            await services.tools.sandbox.stop()
             await services.http.aclose()
             await services.router.dispose()
             await asyncio.to_thread(tracing.shutdown)  # the last spans go out before the process exits
