@@ -181,6 +181,12 @@ def _secrets(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _orgs(args: argparse.Namespace, settings: Settings) -> int:
+    from recalld.orgs_cli import run
+
+    return run(args, settings)
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from recalld.bench import run
 
@@ -242,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         "open what they wrote); plain-text rows of earlier versions are encrypted too",
     )
     secrets.set_defaults(handler=_secrets)
+
+    from recalld.orgs_cli import add_arguments as add_orgs_arguments
+
+    orgs = sub.add_parser("orgs", help="show and set organizations' limits (requests, turns, storage, tools)")
+    add_orgs_arguments(orgs)
+    orgs.set_defaults(handler=_orgs)
 
     from recalld.bench.options import add_arguments as add_bench_arguments
 

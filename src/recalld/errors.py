@@ -5,6 +5,7 @@ RecalldError
  ├── Unauthorized        401  no valid API key where one is required
  ├── NotFound            404  unknown id, or an id of another organization
  ├── Conflict            409  a duplicate the contract forbids, a busy agent
+ ├── LimitExceeded       429  over one of the organization's rate or concurrency limits; carries Retry-After
  ├── Unprocessable       422  a semantic check on a validated body failed (block over its limit)
  ├── NotImplementedHere  501  a Letta feature recalld does not serve (yet)
  ├── ProviderError       502  the LLM or embedding provider failed
@@ -42,6 +43,15 @@ class NotFound(RecalldError):
 
 class Conflict(RecalldError):
     status_code = 409
+
+
+class LimitExceeded(RecalldError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_s: float = 1.0):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class Unprocessable(RecalldError):

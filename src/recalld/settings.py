@@ -201,6 +201,27 @@ class Settings(BaseSettings):
     # Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
 
+    # Limits (R22). Per-organization defaults; `recalld orgs set-limits` overrides them per organization
+    # (services/limits.py). Generous enough that a single user on the embedded default never meets them.
+    limit_requests_per_s: float = Field(default=500.0, gt=0, validation_alias=_env("LIMIT_REQUESTS_PER_S"))
+    limit_burst: int = Field(default=1000, ge=1, validation_alias=_env("LIMIT_BURST"))
+    limit_concurrent_turns: int = Field(default=64, ge=1, validation_alias=_env("LIMIT_CONCURRENT_TURNS"))
+    limit_queued_turns: int = Field(default=256, ge=0, validation_alias=_env("LIMIT_QUEUED_TURNS"))
+    limit_max_steps: int = Field(default=100, ge=1, validation_alias=_env("LIMIT_MAX_STEPS"))
+    limit_max_passages: int = Field(default=1_000_000, ge=0, validation_alias=_env("LIMIT_MAX_PASSAGES"))
+    limit_max_storage_mb: int = Field(default=10_240, ge=0, validation_alias=_env("LIMIT_MAX_STORAGE_MB"))
+    limit_max_tool_seconds_per_min: float = Field(
+        default=600.0, ge=0, validation_alias=_env("LIMIT_MAX_TOOL_SECONDS_PER_MIN")
+    )
+    limit_tool_network: bool = Field(default=False, validation_alias=_env("LIMIT_TOOL_NETWORK"))
+    # How often an instance re-reads the per-organization overrides, and re-measures an organization's storage.
+    limits_refresh_s: float = Field(default=2.0, gt=0, validation_alias=_env("LIMITS_REFRESH_S"))
+    storage_measure_s: float = Field(default=30.0, gt=0, validation_alias=_env("STORAGE_MEASURE_S"))
+    # Hard caps whatever the organization.
+    max_block_limit: int = Field(default=1_000_000, ge=1, validation_alias=_env("MAX_BLOCK_LIMIT"))
+    max_blocks_per_agent: int = Field(default=100, ge=1, validation_alias=_env("MAX_BLOCKS_PER_AGENT"))
+    max_tool_source_bytes: int = Field(default=256 * 1024, ge=1024, validation_alias=_env("MAX_TOOL_SOURCE_BYTES"))
+
     @property
     def data_dir(self) -> Path:
         return self.dir.expanduser()

@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from letta_client import Letta
 
 from recalld.llm.outbound import OutboundPolicy
 from recalld.sandbox import ToolSandbox
 from recalld.settings import Settings
-from tests.servers import TOOL_PYTHON
+from tests.servers import TOOL_PYTHON, RecalldServer, server_env
 
 OPERATOR_KEY = "sk-operator-key-never-forwarded"
 
@@ -165,3 +168,55 @@ async def test_direct_connections_fail_and_without_network_there_is_no_proxy(too
     assert await _run(toolnet_sandbox, probe, network=False) == [None, False]
     on = await _run(toolnet_sandbox, probe)
     assert on[0].startswith("http://127.0.0.1:") and on[1] is True
+
+
+# --- a real server: the organization's switch (`recalld orgs set-limits --tool-network on|off`) -------------
+
+
+@pytest.fixture(scope="module")
+def toolnet_server(tmp_path_factory, fake_openai, toolnet_targets):
+    allowed, _ = toolnet_targets
+    tmp = tmp_path_factory.mktemp("toolnet-server")
+    env = server_env(
+        tmp, pg_uri=None, openai_base_url=fake_openai.base_url, RECALLD_TOOL_SANDBOX="bwrap",
+        RECALLD_ALLOWED_ENDPOINTS=f"http://127.0.0.1:{allowed.server_address[1]}/allowed",
+        RECALLD_LIMITS_REFRESH_S="0.2",
+    )
+    server = RecalldServer(env=env).start(tmp)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _org_client(server: RecalldServer, name: str, *limits: str) -> Letta:
+    key = server.cli("keys", "create", "--org", name).stdout.strip()
+    if limits:
+        server.cli("orgs", "set-limits", "--org", name, *limits)
+    return Letta(base_url=server.url, api_key=key, max_retries=0, timeout=60)
+
+
+def _tool_answer(client: Letta, body: str) -> list:
+    name = f"net_{uuid.uuid4().hex[:10]}"
+    code = textwrap.indent(textwrap.dedent(body).strip(), "    ")
+    tool = client.tools.create(source_code=f'def {name}():\n    """Fetch."""\n{code}\n')
+    agent = client.agents.create(model="openai/gpt-4o-mini", tool_ids=[tool.id])
+    reply = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": f"CALL {name} {{}}"}])
+    returned = next(m for m in reply.messages if m.message_type == "tool_return_message")
+    assert returned.status == "success", returned
+    return json.loads(returned.tool_return)
+
+
+def test_the_organizations_switch_gives_its_tools_the_proxied_network(toolnet_server, toolnet_targets):
+    allowed, _ = toolnet_targets
+    url = f"http://127.0.0.1:{allowed.server_address[1]}/allowed/from-a-turn"
+    body = GET_THROUGH_PROXY.format(url=url)
+    on = _org_client(toolnet_server, f"toolnet-on-{uuid.uuid4().hex[:6]}", "--tool-network", "on")
+    time.sleep(1.0)  # every instance re-reads the limits within RECALLD_LIMITS_REFRESH_S
+    assert _tool_answer(on, body) == [200, "hello from /allowed/from-a-turn"]
+    seen = allowed.seen[-1]
+    assert seen["path"] == "/allowed/from-a-turn" and "sk-test" not in json.dumps(seen)
+    off = _org_client(toolnet_server, f"toolnet-off-{uuid.uuid4().hex[:6]}")  # the default: no network
+    before = len(allowed.seen)
+    status, text = _tool_answer(off, body)
+    assert status == "error" and len(allowed.seen) == before, text

@@ -29,6 +29,7 @@ from recalld.api import (
     tools,
     unsupported,
 )
+from recalld.api import limits as org_limits
 from recalld.api.deps import Services, metrics_token_dependency
 from recalld.api.key_cache import KeyCache
 from recalld.api.params import reject_repeated_scalars
@@ -129,17 +130,29 @@ def build_services(settings: Settings) -> Services:
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http, policy))
     box = SecretsBox.from_settings(settings)
     sandbox = ToolSandbox(settings, policy)
+    limits = org_limits.build(settings, router)
+    passage_service.quota = limits.quota
     return Services(
         settings=settings,
         router=router,
         http=http,
         models=resolver,
-        agents=AgentService(router, settings, resolver, box),
-        blocks=BlockService(router, settings),
-        tools=ToolService(router, sandbox),
+        agents=AgentService(router, settings, resolver, box, quota=limits.quota),
+        blocks=BlockService(router, settings, quota=limits.quota),
+        tools=ToolService(router, sandbox, settings.max_tool_source_bytes, quota=limits.quota),
         orgs=OrgService(router),
         turns=TurnService(
-            router, settings, resolver, clients, leases, passages=passage_service, box=box, sandbox=sandbox
+            router,
+            settings,
+            resolver,
+            clients,
+            leases,
+            passages=passage_service,
+            box=box,
+            sandbox=sandbox,
+            admission=limits.admission,
+            tool_budget=limits.tool_budget,
+            quota=limits.quota,
         ),
         history=HistoryService(router),
         runs=RunService(router, resolver.shown_endpoint),
@@ -147,6 +160,7 @@ def build_services(settings: Settings) -> Services:
         archives=ArchiveService(passage_service),
         key_cache=KeyCache(settings.key_cache_ttl_s),
         secrets_box=box,
+        limits=limits,
     )
 
 
@@ -180,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.models.catalog.refresh()
         await services.passages.start()
         await services.tools.sandbox.start()  # probes bwrap once; RECALLD_TOOL_SANDBOX=bwrap fails here without it
+        await services.limits.start()
         reaper = asyncio.create_task(RunReaper(services.router, settings).run_forever())
         metrics.POOLS.sources = [services.router.pool_stats]
         metrics.QUEUE.source = services.turns.leases.total_queued
@@ -200,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await _settle_cut_turns(services.turns.leases)
             reaper.cancel()
             await revocations.aclose()
+            await services.limits.stop()
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
@@ -224,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the message routes, the hottest, come first.
     routers = (messages, health, agents, blocks, tools, sandbox_configs, models, runs, passages, archives, unsupported)
     for module in routers:
+        org_limits.document_rate_limits(module.router)
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -154,7 +154,7 @@ async def modify_agent_block(
     return await services.blocks.update_by_label(caller, agent_id, block_label, body.model_dump(exclude_unset=True))
 
 
-@router.patch(CORE + "/attach/{block_id}", response_model=AgentState, responses=error_responses(404, 409))
+@router.patch(CORE + "/attach/{block_id}", response_model=AgentState, responses=error_responses(400, 404, 409))
 async def attach_block(agent_id: AgentId, block_id: BlockId, caller: CallerDep, services: ServicesDep) -> dict:
     """Attach a block (attaching twice is fine; a second block with the same label is 409)."""
     return await services.agents.attach_block(caller, agent_id, block_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -48,6 +48,7 @@ class Services:
     archives: ArchiveService
     key_cache: KeyCache
     secrets_box: SecretsBox
+    limits: Any = None  # api/limits.py Limits: the organization limits (R22)
 
 
 async def get_services(request: Request) -> Services:
@@ -89,7 +90,17 @@ async def get_caller(
     return DEFAULT_CALLER
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+async def get_admitted_caller(caller: Annotated[Caller, Depends(get_caller)], services: ServicesDep) -> Caller:
+    """The caller, once its request is counted against its organization's request rate (R22; 429 over it)."""
+    if services.limits is not None:
+        await services.limits.admission.request(caller.org_id)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_admitted_caller)]
+# The send routes: their request is counted against the rate by the turn's admission, in the same Redis round
+# trip as its turn slot (services/admission.py).
+TurnCallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def metrics_token_dependency(settings: Settings) -> Callable[..., Awaitable[None]]:

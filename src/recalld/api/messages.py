@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 
 from recalld.agent.convert import message_date
-from recalld.api.deps import CallerDep, ServicesDep
+from recalld.api.deps import CallerDep, ServicesDep, TurnCallerDep
 from recalld.api.params import AgentId, Cursor, Limit, Order, QTextList
 from recalld.api.schemas.agents import AgentState
 from recalld.api.schemas.common import error_responses
@@ -83,7 +83,7 @@ def _request(
 async def send_message(
     agent_id: AgentId,
     body: SendRequestBody,
-    caller: CallerDep,
+    caller: TurnCallerDep,
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -102,7 +102,7 @@ async def send_message(
 async def stream_message(
     agent_id: AgentId,
     body: StreamRequestBody,
-    caller: CallerDep,
+    caller: TurnCallerDep,
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -115,7 +115,7 @@ async def stream_message(
 async def send_message_async(
     agent_id: AgentId,
     body: AsyncRequestBody,
-    caller: CallerDep,
+    caller: TurnCallerDep,
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict:

@@ -70,6 +70,12 @@ def _tree_bytes(root: Path) -> int:
     return total
 
 
+def _touch(path: Path) -> None:
+    # An explicit time: the kernel's own file timestamps are coarse (jiffies), two uses in a row would tie.
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
 def _owner_name(org_id: str) -> str:
     return hashlib.sha256(org_id.encode()).hexdigest()[:24]
 
@@ -129,7 +135,7 @@ class RequirementsCache:
     async def _ensure(self, org_id: str, requirements: list[str], target: Path) -> None:
         owner = _owner_name(org_id)
         if (target / _DONE).exists() and (target / _OWNERS / owner).exists():
-            os.utime(target / _DONE)
+            _touch(target / _DONE)
             return
         async with self._bookkeeping:
             await asyncio.to_thread(self._make_room_for_org, owner, target.name)
@@ -143,7 +149,7 @@ class RequirementsCache:
         self._locks.pop(target.name, None)
         (target / _OWNERS).mkdir(exist_ok=True)
         (target / _OWNERS / owner).touch()
-        os.utime(target / _DONE)
+        _touch(target / _DONE)
 
     # --- bounds -----------------------------------------------------------------------------------------
 

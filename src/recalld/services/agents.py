@@ -15,6 +15,7 @@ from recalld.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from recalld.secrets_box import SecretsBox
 from recalld.services.blocks import new_block_row
 from recalld.services.caller import Caller
+from recalld.services.caps import check_blocks_per_agent
 from recalld.services.memory import recompile
 from recalld.services.models import ModelResolver
 from recalld.services.names import random_agent_name
@@ -121,12 +122,20 @@ def default_model_settings(llm_config: dict) -> dict:
 
 
 class AgentService:
-    def __init__(self, router: StoreRouter, settings: Settings, models: ModelResolver, box: SecretsBox):
+    def __init__(
+        self,
+        router: StoreRouter,
+        settings: Settings,
+        models: ModelResolver,
+        box: SecretsBox,
+        quota=None,  # noqa: ANN001
+    ):
         self.router = router
         self.settings = settings
         self.models = models
         # Secrets are stored sealed and opened only for the view and the turn (R21).
         self.box = box
+        self.quota = quota  # services/quota.py StorageQuota, or None: no storage limit
 
     # --- create ---------------------------------------------------------------------------------------
 
@@ -176,7 +185,10 @@ class AgentService:
             spec = dict(spec)
             if spec["label"] in DEFAULT_BLOCK_DESCRIPTIONS and not spec.get("description"):
                 spec["description"] = DEFAULT_BLOCK_DESCRIPTIONS[spec["label"]]
-            new_blocks.append(new_block_row(caller, spec, self.settings.core_memory_block_char_limit))
+            new_blocks.append(new_block_row(caller, spec, self.settings.core_memory_block_char_limit,
+                                            self.settings.max_block_limit))
+        if self.quota is not None:
+            await self.quota.check(caller.org_id, add_bytes=sum(len(b["value"]) for b in new_blocks))
 
         tool_rules = [r for r in (body.get("tool_rules") or [])]
         include_rules = body.get("include_base_tool_rules")
@@ -192,6 +204,7 @@ class AgentService:
         async with self.router.write(caller.org_id) as conn:
             existing_blocks = await self._existing_blocks(conn, caller.org_id, body.get("block_ids") or [])
             all_blocks = new_blocks + list(existing_blocks.values())
+            check_blocks_per_agent(caller.org_id, len(all_blocks), self.settings.max_blocks_per_agent)
             self._check_unique_labels(all_blocks)
             tool_ids = await self._resolve_tools(conn, caller.org_id, agent_type, body)
 
@@ -498,6 +511,7 @@ class AgentService:
             recompile_needed = False
             if changes.get("block_ids") is not None:
                 blocks = await self._existing_blocks(conn, caller.org_id, changes["block_ids"])
+                check_blocks_per_agent(caller.org_id, len(blocks), self.settings.max_blocks_per_agent)
                 self._check_unique_labels(list(blocks.values()))
                 await blocks_store.detach_all(conn, caller.org_id, agent_id)
                 for block in blocks.values():
@@ -556,6 +570,7 @@ class AgentService:
                 raise NotFound(f"Block with id '{block_id}' not found")
             labels = await blocks_store.labels_of_agent(conn, caller.org_id, agent_id)
             if block_id not in labels.values():
+                check_blocks_per_agent(caller.org_id, len(labels) + 1, self.settings.max_blocks_per_agent)
                 if block["label"] in labels:
                     raise Conflict(
                         f"Agent '{agent_id}' already has a block with label '{block['label']}' "

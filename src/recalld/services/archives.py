@@ -115,6 +115,9 @@ class ArchiveService:
             await self.passages.check_length(item["text"])
         async with self.router.read(caller.org_id) as conn:
             archive = await self._get_or_404(conn, caller.org_id, archive_id)
+        if self.passages.quota is not None:
+            await self.passages.quota.check(caller.org_id, add_passages=len(items),
+                                            add_bytes=sum(len(item["text"]) for item in items))
         config = archive.get("embedding_config") or await self.passages.models.resolve_embedding(
             self.passages.settings.default_embedding
         )

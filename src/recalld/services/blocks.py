@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from recalld import ids
 from recalld.errors import Conflict, NotFound
 from recalld.services.caller import Caller
+from recalld.services.caps import check_block_limit_cap
 from recalld.services.memory import check_block_limit, recompile
 from recalld.services.views import block_view
 from recalld.settings import Settings
@@ -20,11 +21,12 @@ from recalld.store.types import utcnow
 PROMPT_FIELDS = frozenset({"value", "label", "limit", "description", "read_only"})
 
 
-def new_block_row(caller: Caller, spec: dict, default_limit: int) -> dict:
-    """A block row from a CreateBlock body, limit checked."""
+def new_block_row(caller: Caller, spec: dict, default_limit: int, max_limit: int) -> dict:
+    """A block row from a CreateBlock body, limit checked (and the limit itself against the hard cap)."""
     now = utcnow()
     value = spec.get("value") or ""
     limit = spec.get("limit") or default_limit
+    check_block_limit_cap(caller.org_id, spec["label"], limit, max_limit)
     check_block_limit(spec["label"], value, limit)
     return {
         "organization_id": caller.org_id,
@@ -53,12 +55,15 @@ def new_block_row(caller: Caller, spec: dict, default_limit: int) -> dict:
 
 
 class BlockService:
-    def __init__(self, router: StoreRouter, settings: Settings):
+    def __init__(self, router: StoreRouter, settings: Settings, quota=None):  # noqa: ANN001
         self.router = router
         self.settings = settings
+        self.quota = quota  # services/quota.py StorageQuota, or None: no storage limit
 
     async def create(self, caller: Caller, spec: dict) -> dict:
-        row = new_block_row(caller, spec, self.settings.core_memory_block_char_limit)
+        row = new_block_row(caller, spec, self.settings.core_memory_block_char_limit, self.settings.max_block_limit)
+        if self.quota is not None:
+            await self.quota.check(caller.org_id, add_bytes=len(row["value"]))
         async with self.router.write(caller.org_id) as conn:
             await blocks_store.insert(conn, [row])
         return block_view(row)
@@ -86,7 +91,11 @@ class BlockService:
         if "label" in changes and changes["label"] is None:
             del changes["label"]
         merged = {**row, **changes}
+        if "limit" in changes:
+            check_block_limit_cap(caller.org_id, merged["label"], merged["limit"], self.settings.max_block_limit)
         check_block_limit(merged["label"], merged["value"], merged["limit"])
+        if self.quota is not None and "value" in changes:
+            await self.quota.check(caller.org_id, add_bytes=len(merged["value"]) - len(row["value"] or ""))
         if "label" in changes and changes["label"] != row["label"]:
             await self._check_label_free(conn, caller.org_id, row["id"], changes["label"])
         changes["updated_at"] = utcnow()

@@ -122,6 +122,7 @@ class PassageService:
         self.models = models
         self.embeddings = embeddings
         self.layout = vectors.NO_VECTORS
+        self.quota = None  # services/quota.py StorageQuota, set by the app; None: no storage limit
 
     def shown(self, view: dict) -> dict:
         """A passage or archive as its organization sees it: no operator base URL in its config (R20)."""
@@ -203,6 +204,8 @@ class PassageService:
         await self.check_length(text)
         async with self.router.read(caller.org_id) as conn:
             agent = await self._agent(conn, caller.org_id, agent_id)
+        if self.quota is not None:
+            await self.quota.check(caller.org_id, add_passages=1, add_bytes=len(text))
         config = await self.embedding_config(agent)
         vector = (await self.embeddings.embed(config, [text]))[0]
         archive_id = agent["archive_id"]

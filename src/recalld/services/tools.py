@@ -13,6 +13,7 @@ from recalld.errors import Conflict, InvalidInput, NotFound
 from recalld.sandbox import ToolSandbox
 from recalld.sandbox.requirements import requirement_strings
 from recalld.services.caller import Caller
+from recalld.services.caps import check_tool_source_size
 from recalld.services.views import tool_view
 from recalld.store import agents as agents_store
 from recalld.store import tools as tools_store
@@ -20,7 +21,8 @@ from recalld.store.router import StoreRouter
 from recalld.store.schema import tools as tools_table
 from recalld.store.types import utcnow
 from recalld.tools.builtin import BUILTIN_TOOLS
-from recalld.tools.schema import derive_json_schema, validate_tool_name
+from recalld.tools.parse_pool import derive_schema
+from recalld.tools.schema import validate_tool_name
 
 TOOL_TYPES = frozenset(
     {
@@ -79,14 +81,14 @@ async def ensure_builtin_tools(conn: AsyncConnection, org_id: str) -> None:
             await tools_store.update(conn, org_id, current["id"], {**fields, "updated_at": now})
 
 
-def _schema_for(body: dict) -> dict:
+async def _schema_for(body: dict) -> dict:
     """The tool's JSON schema: the one given, or one derived from its source (contract R4)."""
     schema = body.get("json_schema")
     if schema:
         if not isinstance(schema.get("name"), str) or not schema["name"]:
             raise InvalidInput("json_schema must have a 'name'")
         return schema
-    return derive_json_schema(body["source_code"])
+    return await derive_schema(body["source_code"])
 
 
 def _fields_from(body: dict, schema: dict, caller: Caller) -> dict:
@@ -138,14 +140,25 @@ def _check_requirements(body: dict, sandbox: ToolSandbox) -> None:
 
 
 class ToolService:
-    def __init__(self, router: StoreRouter, sandbox: ToolSandbox):
+    def __init__(
+        self,
+        router: StoreRouter,
+        sandbox: ToolSandbox,
+        max_source_bytes: int = 256 * 1024,
+        quota=None,  # noqa: ANN001
+    ):
         self.router = router
         self.sandbox = sandbox
+        self.max_source_bytes = max_source_bytes
+        self.quota = quota  # services/quota.py StorageQuota, or None: no storage limit
 
     async def create(self, caller: Caller, body: dict, *, upsert: bool) -> dict:
+        check_tool_source_size(caller.org_id, body.get("source_code"), self.max_source_bytes)
         _check_requirements(body, self.sandbox)
         self.sandbox.require_available()
-        fields = _fields_from(body, _schema_for(body), caller)
+        fields = _fields_from(body, await _schema_for(body), caller)
+        if self.quota is not None:
+            await self.quota.check(caller.org_id, add_bytes=len(fields["source_code"]))
         # A concurrent create of the same name can win between our lookup and our insert. A create then
         # is a plain 409; an upsert must still replace, so it runs again and finds the winner's row.
         for _ in range(3):
@@ -198,11 +211,15 @@ class ToolService:
                 raise NotFound(f"Tool with id '{tool_id}' not found")
             if row["tool_type"] != "custom" and ({"source_code", "json_schema"} & changes.keys()):
                 raise InvalidInput(f"'{row['name']}' is a built-in tool; its code and schema cannot be changed")
+            check_tool_source_size(caller.org_id, changes.get("source_code"), self.max_source_bytes)
+            if self.quota is not None and changes.get("source_code"):
+                grown = len(changes["source_code"]) - len(row["source_code"] or "")
+                await self.quota.check(caller.org_id, add_bytes=grown)
             values = {k: v for k, v in changes.items() if k not in {"metadata_"}}
             if "metadata_" in changes:
                 values["metadata"] = changes["metadata_"]
             if changes.get("json_schema") or changes.get("source_code"):
-                schema = _schema_for(
+                schema = await _schema_for(
                     {
                         "json_schema": changes.get("json_schema"),
                         "source_code": changes.get("source_code") or row["source_code"] or "",

@@ -55,6 +55,7 @@ class TurnToolServices:
         *,
         secrets: dict[str, str] | None = None,
         box: Any | None = None,
+        network: bool = False,
     ):
         self.router = router
         self.caller = caller
@@ -65,6 +66,8 @@ class TurnToolServices:
         self.secrets = secrets or {}
         # The SecretsBox that opens the sandbox-config variables (stored sealed: services/sandbox_configs.py).
         self.box = box
+        # The organization's tool_network switch (R22/R23): the sandbox's proxied network, else none.
+        self.network = network
         self._tool_env: dict[str, str] | None = None
 
     async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
@@ -81,7 +84,9 @@ class TurnToolServices:
                 stored = await sandbox_configs_store.environment(conn, self.caller.org_id, "local")
             configured = {key: self._open(value) for key, value in stored.items()}
             self._tool_env = {**configured, **self.secrets}
-        return await self.sandbox.run(self.caller.org_id, source, name, args, self._tool_env, requirements)
+        return await self.sandbox.run(
+            self.caller.org_id, source, name, args, self._tool_env, requirements, network=self.network
+        )
 
     def _open(self, stored: str) -> str:
         if self.box is not None:

@@ -28,7 +28,8 @@ from recalld.agent.messages import memgpt_boot_messages, message_row
 from recalld.agent.rules import RuleBook
 from recalld.agent.tool_runner import ToolRunner
 from recalld.coord.cluster_lease import Lease, TurnLeases
-from recalld.errors import Conflict, NotFound, ProviderError, RecalldError, Unavailable
+from recalld.coord.turn_slots import Slot
+from recalld.errors import Conflict, LimitExceeded, NotFound, ProviderError, RecalldError, Unavailable
 from recalld.llm import tokens
 from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
@@ -36,9 +37,11 @@ from recalld.obs import metrics
 from recalld.obs.context import bind_run, turn_scope
 from recalld.sandbox import ToolSandbox
 from recalld.secrets_box import SecretsBox
+from recalld.services.admission import Admission
 from recalld.services.caller import Caller
 from recalld.services.memory import archival_count
 from recalld.services.models import ModelResolver
+from recalld.services.tool_budget import BudgetedToolRunner, ToolBudget
 from recalld.services.turn_store import (
     FenceViolation,
     StepCommit,
@@ -64,6 +67,8 @@ COMPLETING = frozenset(
     {"end_turn", "max_steps", "tool_rule", "requires_approval", "no_tool_call", "max_tokens_exceeded"}
 )
 INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# What a PostgreSQL lease's first transaction returns when the turn must first wait for a running slot.
+_NOT_OPENED = object()
 
 
 @dataclass
@@ -124,10 +129,16 @@ class TurnService:
         passages: Any | None = None,
         sandbox: ToolSandbox | None = None,
         box: SecretsBox | None = None,
+        admission: Admission | None = None,
+        tool_budget: ToolBudget | None = None,
+        quota: Any | None = None,
     ):
         # box: the secrets key (secrets_box.py); required for agents that have secrets.
         self.router = router
         self.box = box
+        self.admission = admission
+        self.tool_budget = tool_budget
+        self.quota = quota
         self.settings = settings
         self.sandbox = sandbox
         self.models = models
@@ -137,6 +148,13 @@ class TurnService:
         self._cancel: dict[str, asyncio.Event] = {}
         self.history = HistoryCache(settings.history_cache_rows)
         self.background: set[asyncio.Task] = set()
+
+    def _tool_network(self, org_id: str) -> bool:
+        """Whether the organization's custom tools get network (`recalld orgs set-limits --tool-network`):
+        then through the sandbox's proxy, to the operator's allowed endpoints only (R23)."""
+        if self.admission is None:
+            return self.settings.limit_tool_network
+        return self.admission.book.for_org(org_id).tool_network
 
     def _secrets(self, agent: dict) -> dict[str, str]:
         stored = agent.get("secrets")
@@ -158,23 +176,61 @@ class TurnService:
         started: asyncio.Future | None = None,
     ) -> dict:
         """Run a turn to its end and return the LettaResponse (or the recorded one for a repeated send)."""
-        if req.idempotency_key or req.input_otid:
-            await self._await_running_duplicate(caller, agent_id, req)
-        with turn_scope(agent_id):
-            opening = functools.partial(self._open, caller=caller, agent_id=agent_id, req=req, run=None)
-            async with self._hold(caller.org_id, agent_id, opening) as (lease, beat):
-                return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started, lease=lease,
-                                        beat=beat)
+        slot = await self._admit(caller, agent_id, req)
+        try:
+            if req.idempotency_key or req.input_otid:
+                await self._await_running_duplicate(caller, agent_id, req)
+            with turn_scope(agent_id):
+                opening = functools.partial(self._open, caller=caller, agent_id=agent_id, req=req, run=None)
+                async with self._hold(caller.org_id, agent_id, opening, slot) as (lease, beat):
+                    return await self._turn(caller, agent_id, req, run=None, emit=emit, started=started,
+                                            lease=lease, beat=beat)
+        finally:
+            if slot is not None:
+                await asyncio.shield(self.admission.release(slot))
+
+    async def _admit(self, caller: Caller, agent_id: str, req: SendRequest) -> Slot | None:
+        """The organization's limits on a send: its request counts against the rate, its max_steps caps the
+        request's, and the turn takes one of its turn slots (429 over any); storage is checked for the input."""
+        slot = None
+        if self.admission is not None:
+            req.max_steps = self.admission.max_steps(caller.org_id, req.max_steps)
+            slot = await self.admission.admit_turn(caller.org_id, agent_free=self.leases.queued(agent_id) == 0)
+        if self.quota is not None:
+            try:
+                await self.quota.check(caller.org_id, add_bytes=sum(_input_chars(m) for m in req.inputs))
+            except BaseException:
+                if slot is not None:
+                    await asyncio.shield(self.admission.release(slot))
+                raise
+        return slot
 
     @asynccontextmanager
     async def _hold(
-        self, org_id: str, agent_id: str, opening: Callable[[AsyncConnection], Awaitable[Any]] | None = None
+        self, org_id: str, agent_id: str, opening: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+        slot: Slot | None = None,
     ) -> AsyncIterator[tuple[Lease, RunHeartbeat]]:
         """The agent's lease; while it is renewed, the run's row is touched so reapers see it alive. With a
-        PostgreSQL lease, the turn's opening runs on the lease's connection right after it (see TurnLeases.hold)."""
+        PostgreSQL lease, the turn's opening runs on the lease's connection right after it (see TurnLeases.hold).
+        A turn with a slot then waits, holding the agent, for one of its organization's running slots — before
+        its opening, so a turn refused there leaves nothing behind."""
         beat = RunHeartbeat(self.router, org_id)
+        first_tx = opening
+        if slot is not None and opening is not None:
+            limits = self.admission.book.for_org(org_id)
+
+            async def first_tx(conn: AsyncConnection) -> Any:
+                # No waiting on the lease's connection: only a slot free at once lets the opening run here.
+                if self.admission.slots.try_run_now(slot, limits.concurrent_turns):
+                    return await opening(conn)
+                return _NOT_OPENED
+
         async with self.leases.hold(org_id, agent_id, self.settings.lease_wait_s, on_renew=beat,
-                                    first_tx=opening) as lease:
+                                    first_tx=first_tx) as lease:
+            if lease.opened and lease.opening is _NOT_OPENED:
+                lease.opened, lease.opening = False, None
+            if slot is not None and not slot.running:
+                await self.admission.run_turn(slot, self.settings.lease_wait_s)
             yield lease, beat
 
     async def _await_running_duplicate(self, caller: Caller, agent_id: str, req: SendRequest) -> None:
@@ -191,12 +247,30 @@ class TurnService:
 
     async def start_async(self, caller: Caller, agent_id: str, req: SendRequest) -> dict:
         """Record a run and run the turn in the background; the run is returned at once."""
+        slot = await self._admit(caller, agent_id, req)
+        try:
+            run, existing = await self._record_async_run(caller, agent_id, req)
+        except BaseException:
+            if slot is not None:
+                await asyncio.shield(self.admission.release(slot))
+            raise
+        if run is None:
+            if slot is not None:
+                await self.admission.release(slot)
+            return existing
+        task = asyncio.create_task(self._run_in_background(caller, agent_id, req, run, slot))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return run
+
+    async def _record_async_run(self, caller: Caller, agent_id: str, req: SendRequest) -> tuple[dict | None, dict]:
+        """(the new run, None), or (None, the run an identical send recorded before)."""
         async with self.router.write(caller.org_id) as conn:
             existing = await runs_store.find_idempotent(
                 conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
             )
             if existing is not None:
-                return existing
+                return None, existing
             if not await _agent_exists(conn, caller.org_id, agent_id):
                 raise NotFound(f"Agent with ID {agent_id} not found")
             run = self._new_run(caller, agent_id, req, status="created", run_type="send_message_async")
@@ -206,25 +280,23 @@ class TurnService:
                 run = None
         if run is None:  # an identical send created it a moment ago
             async with self.router.read(caller.org_id) as conn:
-                return await runs_store.find_idempotent(
+                return None, await runs_store.find_idempotent(
                     conn, caller.org_id, agent_id, key=req.idempotency_key, otid=req.input_otid
                 )
-        task = asyncio.create_task(self._run_in_background(caller, agent_id, req, run))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        return run
+        return run, None
 
-    async def _run_in_background(self, caller: Caller, agent_id: str, req: SendRequest, run: dict) -> None:
+    async def _run_in_background(self, caller: Caller, agent_id: str, req: SendRequest, run: dict,
+                                 slot: Slot | None = None) -> None:
         try:
             # The span is the child of the request that started the run (asyncio copied its context).
             with turn_scope(agent_id, run["id"]):
                 opening = functools.partial(self._open, caller=caller, agent_id=agent_id, req=req, run=run)
-                async with self._hold(caller.org_id, agent_id, opening) as (lease, beat):
+                async with self._hold(caller.org_id, agent_id, opening, slot) as (lease, beat):
                     await self._turn(caller, agent_id, req, run=run, emit=None, started=None, lease=lease,
                                      beat=beat)
         except FenceViolation:
             pass  # the turn started and _turn recorded why it failed
-        except (Conflict, Unavailable) as e:
+        except (Conflict, Unavailable, LimitExceeded) as e:
             await self._finish_run(
                 caller.org_id, run["id"], "failed", "error", {"error": e.detail, "reason": "the turn never started"}
             )
@@ -233,6 +305,9 @@ class TurnService:
         except Exception:  # noqa: BLE001 - a background turn must not die silently
             log.exception("background turn %s failed", run["id"])
             await self._finish_run(caller.org_id, run["id"], "failed", "error", {"error": "internal error"})
+        finally:
+            if slot is not None:
+                await asyncio.shield(self.admission.release(slot))
 
     async def drain(self, timeout_s: float) -> None:
         """On shutdown: let turns running in the background finish, up to timeout_s; cut the rest (their
@@ -376,19 +451,22 @@ class TurnService:
     ) -> dict:
         org_id, run_id = caller.org_id, run["id"]
         llm = self.clients.for_config(state.agent["llm_config"])
-        runner = ToolRunner(
-            state.tools,
-            state.memory,
-            TurnToolServices(
-                self.router,
-                caller,
-                state.agent,
-                self.passages,
-                self.sandbox,
-                secrets=self._secrets(state.agent),
-                box=self.box,
-            ),
+        tool_services = TurnToolServices(
+            self.router,
+            caller,
+            state.agent,
+            self.passages,
+            self.sandbox,
+            secrets=self._secrets(state.agent),
+            box=self.box,
+            network=self._tool_network(org_id),
         )
+        if self.tool_budget is not None:  # custom tools spend the organization's tool seconds (R22)
+            runner: ToolRunner = BudgetedToolRunner(
+                state.tools, state.memory, tool_services, budget=self.tool_budget, org_id=org_id
+            )
+        else:
+            runner = ToolRunner(state.tools, state.memory, tool_services)
         rules = RuleBook(state.agent.get("tool_rules") or [], state.agent_type)
         usage = Usage()
         produced: list[dict] = []
@@ -409,6 +487,7 @@ class TurnService:
                     break
                 if lease.lost:
                     raise FenceViolation(f"Lost the lease of agent {state.agent['id']}; the turn stops here.")
+                await _count_large_texts_off_loop([state.system_text])
                 overflow = await self._compact_if_needed(caller, state, pending, rules, run_id, llm)
                 if overflow:
                     stop = overflow
@@ -737,6 +816,25 @@ def _signal_start(started: asyncio.Future | None, run: dict) -> None:
 def _fail_start(started: asyncio.Future | None, error: BaseException) -> None:
     if started is not None and not started.done():
         started.set_exception(error)
+
+
+# Texts at least this long are token-counted in a thread (the tokenizer releases the GIL) before the loop's
+# context check counts them again, from the count cache: a prompt of large blocks (up to 100 of 1,000,000
+# characters, R22) then stalls nobody else's requests (3 M characters: ~0.27 s of tokenizing).
+COUNT_OFF_LOOP_CHARS = 64 * 1024
+
+
+async def _count_large_texts_off_loop(texts: list[str]) -> None:
+    large = [text for text in texts if text and len(text) >= COUNT_OFF_LOOP_CHARS]
+    if large:
+        await asyncio.to_thread(lambda: [tokens.count_text(text) for text in large])
+
+
+def _input_chars(message: dict) -> int:
+    content = message.get("content")
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(part.get("text") or "") for part in content or [] if isinstance(part, dict))
 
 
 def _not_to_be_retried(error: Exception, run_id: str) -> RecalldError:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -451,4 +452,22 @@ sandbox_env_vars = Table(
         ["sandbox_configs.organization_id", "sandbox_configs.id"],
         ondelete="CASCADE",
     ),
+)
+
+# Per-organization overrides of the limits in settings (R22); NULL: the setting's default.
+org_limits = Table(
+    "org_limits",
+    metadata,
+    Column("organization_id", ID, nullable=False),
+    Column("requests_per_s", Float(), nullable=True),
+    Column("burst", Integer(), nullable=True),
+    Column("concurrent_turns", Integer(), nullable=True),
+    Column("queued_turns", Integer(), nullable=True),
+    Column("max_steps", Integer(), nullable=True),
+    Column("max_passages", BigInteger(), nullable=True),
+    Column("max_storage_mb", BigInteger(), nullable=True),
+    Column("max_tool_seconds_per_min", Float(), nullable=True),
+    Column("tool_network", Boolean(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id"),
 )

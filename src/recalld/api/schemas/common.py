@@ -38,7 +38,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "Conflict",
         413: "Request body too large",
-        429: "Rate limited by the model provider",
+        429: "Rate limited: by the model provider, or over one of the organization's limits (Retry-After)",
         501: "Not implemented by recalld",
         502: "Model provider failed",
         503: "A dependency is unavailable; retry after Retry-After seconds",
