@@ -137,6 +137,33 @@ async def test_a_path_outside_the_prefix_and_another_loopback_port_are_403(tooln
     assert (len(allowed.seen), len(other.seen)) == before
 
 
+async def test_a_second_request_on_the_connection_and_a_forged_host_reach_nothing_unchecked(
+    toolnet_sandbox, toolnet_targets
+):
+    allowed, _ = toolnet_targets
+    port = allowed.server_address[1]
+    before = len(allowed.seen)
+    body = f"""
+    import os, socket, urllib.parse
+    proxy = urllib.parse.urlsplit(os.environ["HTTP_PROXY"])
+    s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+    first = "GET http://127.0.0.1:{port}/allowed/one HTTP/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"
+    second = "GET http://127.0.0.1:{port}/private HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"
+    s.sendall((first + second).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+    """
+    answer = await _run(toolnet_sandbox, body)
+    assert "hello from /allowed/one" in answer and "/private" not in answer
+    assert [seen["path"] for seen in allowed.seen[before:]] == ["/allowed/one"]
+    assert allowed.seen[-1]["headers"]["Host"] == f"127.0.0.1:{port}"
+
+
 async def test_a_public_looking_host_that_resolves_to_loopback_is_refused(tmp_path, toolnet_targets):
     _, other = toolnet_targets
     port = other.server_address[1]

@@ -105,14 +105,50 @@ class ToolProxy:
                 upstream = await self._open(host, port)
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
-                host, port, origin_form = self._check_url(target)
+                host, port, origin_form, authority = self._check_url(target)
+                body_bytes = self._body_length(rest)
                 upstream = await self._open(host, port)
-                upstream[1].write(method + b" " + origin_form + b" " + rest)
+                # One request per connection, its Host the URL's: a second request on a kept-alive connection,
+                # or another Host, would reach what the allowlist check did not see.
+                upstream[1].write(method + b" " + origin_form + b" " + self._with_host(rest, authority))
+                await self._copy_exactly(reader, upstream[1], body_bytes)
+                await self._pipe(None, writer, *upstream)
+                return
         except Refused as e:
             log.info("tool network: refused: %s", e)
             writer.write(_reply("403 Forbidden", f"recalld tool proxy: {e}"))
             return
         await self._pipe(reader, writer, *upstream)
+
+    @staticmethod
+    def _body_length(rest: bytes) -> int:
+        length = 0
+        for line in rest.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"transfer-encoding":
+                raise Refused("a request body must have a Content-Length (no Transfer-Encoding) through this proxy")
+            if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise Refused("the Content-Length is not a number")
+                length = int(value.strip())
+        return length
+
+    @staticmethod
+    def _with_host(rest: bytes, authority: bytes) -> bytes:
+        lines = [line for line in rest[:-4].split(b"\r\n") if line.split(b":", 1)[0].strip().lower() != b"host"]
+        return b"\r\n".join([lines[0], b"Host: " + authority, *lines[1:]]) + b"\r\n\r\n"
+
+    async def _copy_exactly(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: int) -> None:
+        if count > self.max_bytes:
+            raise Refused(f"the request body is over the {self.max_bytes}-byte limit of a tool's connection")
+        while count > 0:
+            chunk = await reader.read(min(65536, count))
+            if not chunk:
+                break
+            count -= len(chunk)
+            writer.write(chunk)
+            await writer.drain()
 
     def _parse(self, head: bytes) -> tuple[bytes, str, bytes]:
         """(method, target, the rest of the head rewritten: HTTP version and headers, hop-by-hop ones dropped)."""
@@ -128,7 +164,7 @@ class ToolProxy:
         except UnicodeDecodeError:
             raise Refused("the request target is not ASCII") from None
 
-    def _check_url(self, target: str) -> tuple[str, int, bytes]:
+    def _check_url(self, target: str) -> tuple[str, int, bytes, bytes]:
         if not target.lower().startswith("http://"):
             raise Refused("only absolute http:// URLs and CONNECT for https are served")
         try:
@@ -139,7 +175,8 @@ class ToolProxy:
         if not self.policy.allows_tool_url(endpoint):
             raise Refused(f"{endpoint.url} is not under an allowed endpoint (RECALLD_ALLOWED_ENDPOINTS)")
         origin = url.raw_path_qs or "/"
-        return endpoint.host, endpoint.port, origin.encode("ascii")
+        authority = (f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host) + f":{endpoint.port}"
+        return endpoint.host, endpoint.port, origin.encode("ascii"), authority.encode("ascii")
 
     async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to an address of host that the guard allows (checked on the address connected to)."""
@@ -162,7 +199,7 @@ class ToolProxy:
 
     async def _pipe(
         self,
-        client_reader: asyncio.StreamReader,
+        client_reader: asyncio.StreamReader | None,
         client_writer: asyncio.StreamWriter,
         upstream_reader: asyncio.StreamReader,
         upstream_writer: asyncio.StreamWriter,
@@ -183,10 +220,9 @@ class ToolProxy:
                     if writer.can_write_eof():
                         writer.write_eof()
 
-        tasks = [
-            asyncio.ensure_future(copy(client_reader, upstream_writer)),
-            asyncio.ensure_future(copy(upstream_reader, client_writer)),
-        ]
+        tasks = [asyncio.ensure_future(copy(upstream_reader, client_writer))]
+        if client_reader is not None:  # a tunnel: both ways
+            tasks.append(asyncio.ensure_future(copy(client_reader, upstream_writer)))
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
