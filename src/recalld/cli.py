@@ -168,9 +168,9 @@ def _secrets(args: argparse.Namespace, settings: Settings) -> int:
         router = StoreRouter(settings)
         try:
             await upgrade_to_head(router.primary)
-            count = await rotate_secrets(router, SecretsBox.from_settings(settings))
-            print(f"re-encrypted the secrets of {count} agent(s) with the first key of RECALLD_SECRETS_KEY",
-                  file=sys.stderr)
+            agents, variables = await rotate_secrets(router, SecretsBox.from_settings(settings))
+            print(f"re-encrypted the secrets of {agents} agent(s) and {variables} sandbox environment variable(s) "
+                  "with the first key of RECALLD_SECRETS_KEY", file=sys.stderr)
             return 0
         except SecretsKeyError as e:
             print(f"error: {e}", file=sys.stderr)

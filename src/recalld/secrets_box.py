@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 KEY_FILE = "secrets.key"
 # What the key check seals: any constant works, opening it is the test.
 _CHECK_PLAINTEXT = b"recalld secrets key check v1"
+# Marks a single sealed value in a text column, so rows written in plain text by earlier versions still read.
+SEALED_PREFIX = "recalld-sealed:"
 
 
 class SecretsKeyError(Exception):
@@ -117,6 +119,30 @@ class SecretsBox:
             raise Unavailable(
                 "a stored secret cannot be decrypted with this instance's RECALLD_SECRETS_KEY; the operator must "
                 "restore the key it was written with"
+            ) from None
+
+    # --- one value in a text column (sandbox environment variables) ----------------------------------------
+
+    def seal_value(self, plaintext: str) -> str:
+        remember_secret_values([plaintext])
+        return SEALED_PREFIX + self.seal_text(plaintext)
+
+    def open_value(self, stored: str) -> str:
+        """A value sealed by `seal_value`, or a plain value written by an earlier version."""
+        value = self.open_text(stored[len(SEALED_PREFIX) :]) if stored.startswith(SEALED_PREFIX) else stored
+        remember_secret_values([value])
+        return value
+
+    def reseal_value(self, stored: str) -> str:
+        """The value sealed with the first key (what `recalld secrets rotate` writes back)."""
+        if not stored.startswith(SEALED_PREFIX):
+            return self.seal_value(stored)
+        try:
+            return SEALED_PREFIX + self._multi.rotate(stored[len(SEALED_PREFIX) :].encode()).decode()
+        except InvalidToken:
+            raise SecretsKeyError(
+                "a stored secret cannot be decrypted with any key of RECALLD_SECRETS_KEY; put the key it was "
+                "written with after the new one"
             ) from None
 
     # --- a mapping of names to values (agent secrets, environment variables) ------------------------------

@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     tool_pip_index_url: str | None = Field(default=None, validation_alias=_env("TOOL_PIP_INDEX_URL"))
     tool_pip_cache_dir: Path | None = Field(default=None, validation_alias=_env("TOOL_PIP_CACHE_DIR"))
     tool_pip_timeout_s: float = Field(default=120.0, gt=0, validation_alias=_env("TOOL_PIP_TIMEOUT_S"))
+    # The cache's bounds: its total size (the least recently used sets not in use are removed to stay under it)
+    # and how many sets one organization may keep (its own least recently used set makes room for a new one).
+    tool_pip_cache_mb: int = Field(default=2048, ge=1, validation_alias=_env("TOOL_PIP_CACHE_MB"))
+    tool_pip_sets_per_org: int = Field(default=8, ge=1, validation_alias=_env("TOOL_PIP_SETS_PER_ORG"))
+    # A tool with network (an organization the operator allows it) reaches RECALLD_ALLOWED_ENDPOINTS only, through
+    # the server's proxy: each connection carries at most this many MB (both ways) and lasts at most the tool's
+    # wall time; at most this many proxied connections are open at once on an instance.
+    tool_net_mb: int = Field(default=64, ge=1, validation_alias=_env("TOOL_NET_MB"))
+    tool_net_connections: int = Field(default=64, ge=1, validation_alias=_env("TOOL_NET_CONNECTIONS"))
 
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

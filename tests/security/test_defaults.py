@@ -321,7 +321,7 @@ def test_rotate_reencrypts_every_row_and_an_instance_with_the_old_key_alone_refu
     assert rotate.returncode == 0, rotate.stderr
     server.env["RECALLD_SECRETS_KEY"] = f"{new_key},{old_key}"
     rotate = server.cli("secrets", "rotate", check=False)
-    assert rotate.returncode == 0 and "re-encrypted the secrets of 2 agent(s)" in rotate.stderr, rotate.stderr
+    assert rotate.returncode == 0 and "re-encrypted the secrets of 2 agent(s) and" in rotate.stderr, rotate.stderr
 
     with sqlite3.connect(tmp_path / "recalld.db") as db:
         rows = dict(db.execute("SELECT id, secrets FROM agents WHERE id IN (?, ?)", (sealed.id, legacy.id)))

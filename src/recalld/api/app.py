@@ -129,7 +129,7 @@ def build_services(settings: Settings) -> Services:
     )
     passage_service = PassageService(router, settings, resolver, Embeddings(settings, http, policy))
     box = SecretsBox.from_settings(settings)
-    sandbox = ToolSandbox(settings)
+    sandbox = ToolSandbox(settings, policy)
     limits = org_limits.build(settings, router)
     passage_service.quota = limits.quota
     return Services(
@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.setup(settings.otel_endpoint, instance_id=INSTANCE_ID)
         services = build_services(settings)
         app.state.services = services
-        app.state.sandbox_configs = SandboxConfigService(services.router)
+        app.state.sandbox_configs = SandboxConfigService(services.router, services.secrets_box)
         await upgrade_to_head(services.router.primary)
         try:
             await verify_database_key(services.router, services.secrets_box)
@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if services.turns.leases.redis is not None:
                 await services.turns.leases.redis.close()
             services.passages.close()
+            await services.tools.sandbox.stop()
             await services.http.aclose()
             await services.router.dispose()
             await asyncio.to_thread(tracing.shutdown)  # the last spans go out before the process exits

@@ -120,6 +120,27 @@ class OutboundPolicy:
             return provider.shown_base_url
         return value if self._allowlisted(endpoint) else None
 
+    # --- a custom tool's network (R23): the allowlist alone, never a provider ---------------------------------
+
+    @property
+    def named_hosts(self) -> frozenset[tuple[str, int]]:
+        """(host, port) pairs an allowlist entry names: the only non-public ones a tool may reach."""
+        return frozenset((a.host, a.port) for a in self.allowed if a.host is not None and a.port is not None)
+
+    def allows_tool_url(self, endpoint: Endpoint) -> bool:
+        """A tool's plain-HTTP request: its URL (without query) must be under an allowlist entry."""
+        return self._allowlisted(endpoint)
+
+    def allows_tool_tunnel(self, host: str, port: int) -> bool:
+        """A tool's CONNECT: an https entry naming this host:port (its path cannot be seen inside TLS), or a bare
+        "https://" entry for a host no entry names."""
+        host = host.lower().rstrip(".")
+        named = (host, port) in self.trusted_hosts
+        return any(
+            a.scheme == "https" and ((a.host, a.port) == (host, port) or (a.host is None and not named))
+            for a in self.allowed
+        )
+
     def _allowlisted(self, endpoint: Endpoint) -> bool:
         # A host the guard trusts (a provider's, or one an entry names) is reached only under an entry naming
         # it: a bare "http://" entry means public hosts, so it must not open other paths of an internal one.

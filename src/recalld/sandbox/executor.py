@@ -4,6 +4,7 @@ not at all. The mode is settled once at start (`start`), by running a probe tool
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from recalld.errors import InvalidInput
+from recalld.llm.outbound import OutboundPolicy
 from recalld.obs import metrics, tracing
-from recalld.sandbox.mounts import PACKAGES_MOUNT, REQUIREMENTS_MOUNT, Interpreter, bwrap_command
+from recalld.sandbox.mounts import (
+    PACKAGES_MOUNT,
+    PROXY_SOCKET_MOUNT,
+    REQUIREMENTS_MOUNT,
+    Interpreter,
+    bwrap_command,
+)
+from recalld.sandbox.network import ToolProxy
 from recalld.sandbox.process import ProcessOutcome, run_process
 from recalld.sandbox.requirements import RequirementsCache, RequirementsError
 from recalld.sandbox.slots import SlotsBusy, ToolSlots
@@ -63,8 +72,20 @@ def _default_interpreter() -> str:
 
 
 class ToolSandbox:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, policy: OutboundPolicy | None = None):
         self.settings = settings
+        # A tool given network reaches this policy's allowed endpoints through the proxy; without one, none.
+        self.proxy = (
+            ToolProxy(
+                policy,
+                max_bytes=settings.tool_net_mb * _MIB,
+                timeout_s=settings.tool_timeout_s,
+                connections=settings.tool_net_connections,
+            )
+            if policy is not None
+            else None
+        )
+        self._proxy_socket: Path | None = None
         self.mode: str | None = None  # "bwrap" or "unsafe-subprocess" once started; None: custom tools refused
         self.refusal: str | None = "the tool sandbox has not started yet"
         self.slots = ToolSlots(
@@ -94,6 +115,8 @@ class ToolSandbox:
         problem = await self._probe()
         if problem is None:
             self.mode, self.refusal = "bwrap", None
+            if self.proxy is not None:
+                self._proxy_socket = await self.proxy.start()
             assert self._interpreter is not None
             self._cache_requirements(self._interpreter.version)
             log.info("custom tools run in a bubblewrap sandbox (%s)", self.settings.tool_bwrap_path)
@@ -115,6 +138,10 @@ class ToolSandbox:
             index_url=s.tool_pip_index_url,
             python_version=python_version,
             timeout_s=s.tool_pip_timeout_s,
+            max_bytes=s.tool_pip_cache_mb * _MIB,
+            sets_per_org=s.tool_pip_sets_per_org,
+            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance).
+            in_use_grace_s=2 * s.tool_timeout_s + 30,
         )
 
     async def _probe(self) -> str | None:
@@ -146,6 +173,10 @@ class ToolSandbox:
             )
         return f"bwrap fails: {reason}"
 
+    async def stop(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop()
+
     # --- use ------------------------------------------------------------------------------------------
 
     def require_available(self) -> None:
@@ -161,22 +192,31 @@ class ToolSandbox:
         args: dict[str, Any],
         env: dict[str, str],
         requirements: list[str] | None = None,
+        *,
+        network: bool = False,
     ) -> SandboxResult:
         """Run function `name` of `source` with `args` (its `requirements` installed); every failure is an error
-        result for the model."""
+        result for the model. With `network` (the organization's switch) the tool reaches the allowed endpoints
+        through the proxy; without, it has no network at all. (Unisolated tools have the host's network.)"""
         if self.refusal is not None:
             metrics.TOOL_REFUSED.labels("no_sandbox").inc()
             return _failure(name, self.refusal)
         started = time.perf_counter()
         with tracing.span("tool", {"gen_ai.tool.name": name, "recalld.sandbox": self.mode}) as span:
             try:
-                installed = await self.requirements.ensure(requirements) if requirements and self.requirements else None
-                async with self.slots.hold(org_id, self.settings.tool_timeout_s):
-                    span.add_event("slot")
-                    if self.mode == "bwrap":
-                        result = await self._run_bwrap(source, name, args, {**_BASIC_ENV, **env}, installed=installed)
-                    else:
-                        result = await self._run_unsafe(source, name, args, {**_BASIC_ENV, **env}, installed)
+                async with contextlib.AsyncExitStack() as held:
+                    installed = None
+                    if requirements and self.requirements:
+                        installed = await held.enter_async_context(self.requirements.use(org_id, requirements))
+                    async with self.slots.hold(org_id, self.settings.tool_timeout_s):
+                        span.add_event("slot")
+                        full_env = {**_BASIC_ENV, **env}
+                        if self.mode == "bwrap":
+                            result = await self._run_bwrap(
+                                source, name, args, full_env, installed=installed, network=network
+                            )
+                        else:
+                            result = await self._run_unsafe(source, name, args, full_env, installed)
             except SlotsBusy as e:
                 metrics.TOOL_REFUSED.labels("busy").inc()
                 return _failure(name, str(e))
@@ -195,14 +235,19 @@ class ToolSandbox:
         env: dict[str, str],
         timeout_s: float | None = None,
         installed: Path | None = None,
+        network: bool = False,
     ) -> SandboxResult:
         s = self.settings
         assert self._interpreter is not None
+        proxy_socket = self._proxy_socket if network else None
+        if network and proxy_socket is None:
+            return _failure(name, "this server gives tools no network (it has no outbound policy for them)")
         argv = bwrap_command(
             s.tool_bwrap_path,
             self._interpreter,
             packages_dir=s.tool_packages_dir,
             requirements_dir=installed,
+            proxy_socket=proxy_socket,
             data_dir=s.data_dir,
             tmp_bytes=s.tool_file_mb * _MIB,
             runner_source=RUNNER_SOURCE,
@@ -216,7 +261,8 @@ class ToolSandbox:
         }
         paths = [REQUIREMENTS_MOUNT] if installed is not None else []
         paths += [PACKAGES_MOUNT] if s.tool_packages_dir is not None else []
-        return await self._execute(argv, source, name, args, env, limits, paths, timeout_s, self._run_as)
+        proxy = PROXY_SOCKET_MOUNT if proxy_socket is not None else None
+        return await self._execute(argv, source, name, args, env, limits, paths, timeout_s, self._run_as, proxy)
 
     async def _run_unsafe(
         self, source: str, name: str, args: dict, env: dict[str, str], installed: Path | None = None
@@ -239,6 +285,7 @@ class ToolSandbox:
         paths: list[str],
         timeout_s: float | None,
         user: int | None,
+        proxy_socket: str | None = None,
     ) -> SandboxResult:
         s = self.settings
         timeout_s = timeout_s or s.tool_timeout_s
@@ -251,6 +298,7 @@ class ToolSandbox:
             "result_bytes": s.tool_output_bytes,
             "limits": limits,
             "paths": paths,
+            "proxy_socket": proxy_socket,
         }
         outcome = await run_process(
             argv,

@@ -17,6 +17,7 @@ import recalld
 
 PACKAGES_MOUNT = "/opt/recalld-tool-packages"
 REQUIREMENTS_MOUNT = "/opt/recalld-tool-requirements"
+PROXY_SOCKET_MOUNT = "/run/recalld-proxy.sock"  # a tool with network: the server's proxy (sandbox/network.py)
 SANDBOX_UID = 65534  # the tool's uid and gid inside its user namespace
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 
@@ -62,6 +63,7 @@ def bwrap_command(
     *,
     packages_dir: Path | None,
     requirements_dir: Path | None = None,
+    proxy_socket: Path | None = None,
     data_dir: Path,
     tmp_bytes: int,
     runner_source: str,
@@ -98,6 +100,8 @@ def bwrap_command(
         argv += ["--ro-bind", str(packages_dir), PACKAGES_MOUNT]
     if requirements_dir is not None:
         argv += ["--ro-bind", str(requirements_dir), REQUIREMENTS_MOUNT]
+    if proxy_socket is not None:  # the network namespace stays empty: this socket is the only way out
+        argv += ["--ro-bind", str(proxy_socket), PROXY_SOCKET_MOUNT]
     argv += [
         "--size", str(tmp_bytes), "--tmpfs", "/tmp",
         "--proc", "/proc",

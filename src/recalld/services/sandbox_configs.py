@@ -1,6 +1,8 @@
 """Use cases of Letta's sandbox configurations: one `local` configuration per organization (what recalld's
 bubblewrap sandbox is, to Letta's API) and its environment variables, which every custom tool of the
-organization sees (the agent's own secrets override them). Values are secrets: they are never logged."""
+organization sees (the agent's own secrets override them). Values are secrets: sealed at rest with the instance's
+SecretsBox (rows written in plain text by earlier versions still read), opened for the organization's API view and
+for the tool's environment, and masked in logs."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 
 from recalld import ids
 from recalld.errors import Conflict, InvalidInput, NotFound
+from recalld.secrets_box import SecretsBox
 from recalld.services.caller import Caller
 from recalld.store import sandbox_configs as store
 from recalld.store.router import StoreRouter
@@ -66,16 +69,18 @@ def _view(row: dict) -> dict:
     }
 
 
-def _var_view(row: dict) -> dict:
-    return {k: row.get(k) for k in (
-        "id", "key", "value", "description", "organization_id", "sandbox_config_id",
+def _var_view(row: dict, value: str) -> dict:
+    view = {k: row.get(k) for k in (
+        "id", "key", "description", "organization_id", "sandbox_config_id",
         "created_by_id", "last_updated_by_id", "created_at", "updated_at",
     )}  # fmt: skip
+    return {**view, "value": value}
 
 
 class SandboxConfigService:
-    def __init__(self, router: StoreRouter):
+    def __init__(self, router: StoreRouter, box: SecretsBox):
         self.router = router
+        self.box = box
 
     async def create_or_update(self, caller: Caller, config: dict) -> dict:
         """Letta's create: the organization's configuration of that type is created, or updated when it has one."""
@@ -152,7 +157,7 @@ class SandboxConfigService:
                     "id": ids.new_id("sandbox-env"),
                     "sandbox_config_id": config_id,
                     "key": body["key"],
-                    "value": body["value"],
+                    "value": self.box.seal_value(body["value"]),
                     "description": body.get("description"),
                     "created_by_id": caller.user_id,
                     "last_updated_by_id": caller.user_id,
@@ -162,19 +167,22 @@ class SandboxConfigService:
                 await store.insert_var(conn, row)
         except sa_exc.IntegrityError as e:  # a concurrent create took the key first
             raise Conflict(f"The sandbox config already has an environment variable '{body['key']}'") from e
-        return _var_view(row)
+        return _var_view(row, body["value"])
 
     async def list_vars(self, caller: Caller, config_id: str, *, after: str | None, limit: int) -> list[dict]:
         async with self.router.read(caller.org_id) as conn:
             if await store.get(conn, caller.org_id, config_id) is None:
                 raise NotFound(f"Sandbox config with id '{config_id}' not found")
             rows = await store.vars_page(conn, caller.org_id, config_id, after=after, limit=limit)
-        return [_var_view(r) for r in rows]
+        return [_var_view(r, self.box.open_value(r["value"])) for r in rows]
 
     async def update_var(self, caller: Caller, var_id: str, changes: dict) -> dict:
         values = {k: v for k, v in changes.items() if v is not None or k == "description"}
         if "key" in values:
             _check_key(values["key"])
+        plain_value = values.get("value")
+        if plain_value is not None:
+            values["value"] = self.box.seal_value(plain_value)
         try:
             async with self.router.write(caller.org_id) as conn:
                 current = await store.get_var(conn, caller.org_id, var_id)
@@ -188,7 +196,8 @@ class SandboxConfigService:
                 await store.update_var(conn, caller.org_id, var_id, values)
         except sa_exc.IntegrityError as e:
             raise Conflict(f"The sandbox config already has an environment variable '{values.get('key')}'") from e
-        return _var_view({**current, **values})
+        shown = plain_value if plain_value is not None else self.box.open_value(current["value"])
+        return _var_view({**current, **values}, shown)
 
     async def delete_var(self, caller: Caller, var_id: str) -> None:
         async with self.router.write(caller.org_id) as conn:
@@ -198,4 +207,5 @@ class SandboxConfigService:
     async def tool_environment(self, org_id: str) -> dict[str, str]:
         """What every custom tool of the organization starts its environment from."""
         async with self.router.read(org_id) as conn:
-            return await store.environment(conn, org_id, LOCAL)
+            stored = await store.environment(conn, org_id, LOCAL)
+        return {key: self.box.open_value(value) for key, value in stored.items()}

@@ -41,9 +41,29 @@ async def verify_database_key(router: StoreRouter, box: SecretsBox) -> None:
         )
 
 
-async def rotate_secrets(router: StoreRouter, box: SecretsBox) -> int:
-    """Re-encrypt every agent's secrets with the first key (plain-text rows of earlier versions included),
-    then renew the key check; returns how many agents were rewritten."""
+async def _rotate_sandbox_vars(router: StoreRouter, box: SecretsBox) -> int:
+    """Re-seal every sandbox environment variable with the first key (plain-text rows included)."""
+    rewritten = 0
+    after: tuple[str, str] | None = None
+    while True:
+        async with router.read(ids.DEFAULT_ORG_ID) as conn:
+            batch = await secrets_store.sandbox_vars_page(conn, after, ROTATE_BATCH)
+        if not batch:
+            return rewritten
+        for org_id, var_id in batch:
+            async with router.write(org_id) as conn:
+                stored = await secrets_store.sandbox_var_value_for_update(conn, org_id, var_id)
+                if stored is None:
+                    continue
+                await secrets_store.set_sandbox_var_value(conn, org_id, var_id, box.reseal_value(stored))
+                rewritten += 1
+        after = batch[-1]
+
+
+async def rotate_secrets(router: StoreRouter, box: SecretsBox) -> tuple[int, int]:
+    """Re-encrypt every agent's secrets and every sandbox environment variable with the first key (plain-text
+    rows of earlier versions included), then renew the key check; returns how many agents and variables were
+    rewritten."""
     await verify_database_key(router, box)
     rewritten = 0
     after: tuple[str, str] | None = None
@@ -61,6 +81,7 @@ async def rotate_secrets(router: StoreRouter, box: SecretsBox) -> int:
                 await secrets_store.set_agent_secrets(conn, org_id, agent_id, box.reseal_mapping(stored))
                 rewritten += 1
         after = (batch[-1][0], batch[-1][1])
+    variables = await _rotate_sandbox_vars(router, box)
     async with router.write(ids.DEFAULT_ORG_ID) as conn:
         await secrets_store.replace_check(conn, ids.DEFAULT_ORG_ID, box.new_check())
     if router.dialect == "sqlite":
@@ -69,4 +90,4 @@ async def rotate_secrets(router: StoreRouter, box: SecretsBox) -> int:
         async with router.primary.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
             await conn.exec_driver_sql("VACUUM")
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    return rewritten
+    return rewritten, variables

@@ -10,6 +10,7 @@ from recalld.agent.convert import text_of
 from recalld.agent.memory_tools import ToolError
 from recalld.agent.prompt import agent_zone, prompt_time
 from recalld.sandbox.requirements import requirement_strings
+from recalld.secrets_box import SEALED_PREFIX
 from recalld.services.caller import Caller
 from recalld.store import messages as messages_store
 from recalld.store import sandbox_configs as sandbox_configs_store
@@ -53,6 +54,8 @@ class TurnToolServices:
         sandbox: Any | None = None,
         *,
         secrets: dict[str, str] | None = None,
+        box: Any | None = None,
+        network: bool = False,
     ):
         self.router = router
         self.caller = caller
@@ -61,6 +64,10 @@ class TurnToolServices:
         self.sandbox = sandbox
         # The agent's secrets, already decrypted (they are stored sealed: secrets_box.py).
         self.secrets = secrets or {}
+        # The SecretsBox that opens the sandbox-config variables (stored sealed: services/sandbox_configs.py).
+        self.box = box
+        # The organization's tool_network switch (R22/R23): the sandbox's proxied network, else none.
+        self.network = network
         self._tool_env: dict[str, str] | None = None
 
     async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
@@ -74,9 +81,19 @@ class TurnToolServices:
             raise ToolError(f"Error: the tool's pip_requirements are unusable: {e}") from e
         if self._tool_env is None:
             async with self.router.read(self.caller.org_id) as conn:
-                configured = await sandbox_configs_store.environment(conn, self.caller.org_id, "local")
+                stored = await sandbox_configs_store.environment(conn, self.caller.org_id, "local")
+            configured = {key: self._open(value) for key, value in stored.items()}
             self._tool_env = {**configured, **self.secrets}
-        return await self.sandbox.run(self.caller.org_id, source, name, args, self._tool_env, requirements)
+        return await self.sandbox.run(
+            self.caller.org_id, source, name, args, self._tool_env, requirements, network=self.network
+        )
+
+    def _open(self, stored: str) -> str:
+        if self.box is not None:
+            return self.box.open_value(stored)
+        if stored.startswith(SEALED_PREFIX):
+            raise ToolError("Error: the sandbox's environment variables are sealed and this server has no secrets key")
+        return stored
 
     async def conversation_search(
         self, query: str | None, roles: list[str] | None, limit: int, start_date: str | None, end_date: str | None

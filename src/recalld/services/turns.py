@@ -149,6 +149,13 @@ class TurnService:
         self.history = HistoryCache(settings.history_cache_rows)
         self.background: set[asyncio.Task] = set()
 
+    def _tool_network(self, org_id: str) -> bool:
+        """Whether the organization's custom tools get network (`recalld orgs set-limits --tool-network`):
+        then through the sandbox's proxy, to the operator's allowed endpoints only (R23)."""
+        if self.admission is None:
+            return self.settings.limit_tool_network
+        return self.admission.book.for_org(org_id).tool_network
+
     def _secrets(self, agent: dict) -> dict[str, str]:
         stored = agent.get("secrets")
         if not stored:
@@ -445,7 +452,14 @@ class TurnService:
         org_id, run_id = caller.org_id, run["id"]
         llm = self.clients.for_config(state.agent["llm_config"])
         tool_services = TurnToolServices(
-            self.router, caller, state.agent, self.passages, self.sandbox, secrets=self._secrets(state.agent)
+            self.router,
+            caller,
+            state.agent,
+            self.passages,
+            self.sandbox,
+            secrets=self._secrets(state.agent),
+            box=self.box,
+            network=self._tool_network(org_id),
         )
         if self.tool_budget is not None:  # custom tools spend the organization's tool seconds (R22)
             runner: ToolRunner = BudgetedToolRunner(

@@ -1,11 +1,11 @@
-"""The secrets key check and the agent rows whose secrets `recalld secrets rotate` re-encrypts."""
+"""The secrets key check and the rows `recalld secrets rotate` re-encrypts (agent secrets, sandbox variables)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from recalld.store.schema import agents, secrets_key_checks
+from recalld.store.schema import agents, sandbox_env_vars, secrets_key_checks
 from recalld.store.types import utcnow
 
 
@@ -51,3 +51,26 @@ async def agent_secrets_for_update(conn: AsyncConnection, org_id: str, agent_id:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return (await conn.execute(query)).scalar()
+
+
+async def sandbox_vars_page(conn: AsyncConnection, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+    """(organization_id, id) of sandbox environment variables, in key order after `after`."""
+    query = sa.select(sandbox_env_vars.c.organization_id, sandbox_env_vars.c.id)
+    if after is not None:
+        query = query.where(sa.tuple_(sandbox_env_vars.c.organization_id, sandbox_env_vars.c.id) > sa.tuple_(*after))
+    query = query.order_by(sandbox_env_vars.c.organization_id, sandbox_env_vars.c.id).limit(limit)
+    return [tuple(row) for row in (await conn.execute(query)).all()]
+
+
+async def sandbox_var_value_for_update(conn: AsyncConnection, org_id: str, var_id: str) -> str | None:
+    table = sandbox_env_vars
+    query = sa.select(table.c.value).where(table.c.organization_id == org_id, table.c.id == var_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).scalar()
+
+
+async def set_sandbox_var_value(conn: AsyncConnection, org_id: str, var_id: str, stored: str) -> None:
+    table = sandbox_env_vars
+    query = table.update().where(table.c.organization_id == org_id, table.c.id == var_id)
+    await conn.execute(query.values(value=stored))
