@@ -153,8 +153,9 @@ class ToolSandbox:
             timeout_s=s.tool_pip_timeout_s,
             max_bytes=s.tool_pip_cache_mb * _MIB,
             sets_per_org=s.tool_pip_sets_per_org,
-            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance).
-            in_use_grace_s=2 * s.tool_timeout_s + 30,
+            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance),
+            # for as long as any organization's wall time allows.
+            in_use_grace_s=2 * max(s.tool_timeout_s, s.tool_timeout_max_s) + 30,
         )
 
     async def _probe(self) -> str | None:
