@@ -22,6 +22,9 @@ _FLAGS = {
     "--max-storage-mb": ("max_storage_mb", int),
     "--max-tool-seconds-per-min": ("max_tool_seconds_per_min", float),
     "--tool-network": ("tool_network", None),
+    "--tool-timeout-s": ("tool_timeout_s", float),
+    "--tool-memory-mb": ("tool_memory_mb", int),
+    "--tool-max-procs": ("tool_max_procs", int),
 }
 
 

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # wall time; at most this many proxied connections are open at once on an instance.
     tool_net_mb: int = Field(default=64, ge=1, validation_alias=_env("TOOL_NET_MB"))
     tool_net_connections: int = Field(default=64, ge=1, validation_alias=_env("TOOL_NET_CONNECTIONS"))
+    # Per-organization tool limits (R23): `recalld orgs set-limits --tool-timeout-s/--tool-memory-mb/--tool-max-procs`
+    # may lower or raise the three settings above for one organization, never above these ceilings.
+    tool_timeout_max_s: float = Field(default=600.0, gt=0, le=3600, validation_alias=_env("TOOL_TIMEOUT_MAX_S"))
+    tool_memory_max_mb: int = Field(default=2048, ge=32, validation_alias=_env("TOOL_MEMORY_MAX_MB"))
+    tool_max_procs_max: int = Field(default=256, ge=2, validation_alias=_env("TOOL_MAX_PROCS_MAX"))
 
     # Provider keys and endpoints carry no prefix, as in Letta.
     openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))

@@ -40,6 +40,19 @@ _PROBE_SOURCE = "def probe() -> int:\n    return 42\n"
 _MIB = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class ToolRunLimits:
+    """One call's wall time, memory and process count: the settings, or the organization's overrides (R23)."""
+
+    timeout_s: float
+    memory_mb: int
+    max_procs: int
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> ToolRunLimits:
+        return cls(settings.tool_timeout_s, settings.tool_memory_mb, settings.tool_max_procs)
+
+
 @dataclass
 class SandboxResult:
     ok: bool
@@ -140,8 +153,9 @@ class ToolSandbox:
             timeout_s=s.tool_pip_timeout_s,
             max_bytes=s.tool_pip_cache_mb * _MIB,
             sets_per_org=s.tool_pip_sets_per_org,
-            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance).
-            in_use_grace_s=2 * s.tool_timeout_s + 30,
+            # A set stays while a call may still run with it: waiting for a slot, then running (on any instance),
+            # for as long as any organization's wall time allows.
+            in_use_grace_s=2 * max(s.tool_timeout_s, s.tool_timeout_max_s) + 30,
         )
 
     async def _probe(self) -> str | None:
@@ -194,10 +208,13 @@ class ToolSandbox:
         requirements: list[str] | None = None,
         *,
         network: bool = False,
+        limits: ToolRunLimits | None = None,
     ) -> SandboxResult:
         """Run function `name` of `source` with `args` (its `requirements` installed); every failure is an error
         result for the model. With `network` (the organization's switch) the tool reaches the allowed endpoints
-        through the proxy; without, it has no network at all. (Unisolated tools have the host's network.)"""
+        through the proxy; without, it has no network at all. (Unisolated tools have the host's network.)
+        `limits` are the organization's (default: the settings')."""
+        limits = limits or ToolRunLimits.defaults(self.settings)
         if self.refusal is not None:
             metrics.TOOL_REFUSED.labels("no_sandbox").inc()
             return _failure(name, self.refusal)
@@ -208,15 +225,15 @@ class ToolSandbox:
                     installed = None
                     if requirements and self.requirements:
                         installed = await held.enter_async_context(self.requirements.use(org_id, requirements))
-                    async with self.slots.hold(org_id, self.settings.tool_timeout_s):
+                    async with self.slots.hold(org_id, limits.timeout_s):
                         span.add_event("slot")
                         full_env = {**_BASIC_ENV, **env}
                         if self.mode == "bwrap":
                             result = await self._run_bwrap(
-                                source, name, args, full_env, installed=installed, network=network
+                                source, name, args, full_env, installed=installed, network=network, limits=limits
                             )
                         else:
-                            result = await self._run_unsafe(source, name, args, full_env, installed)
+                            result = await self._run_unsafe(source, name, args, full_env, installed, limits)
             except SlotsBusy as e:
                 metrics.TOOL_REFUSED.labels("busy").inc()
                 return _failure(name, str(e))
@@ -236,8 +253,11 @@ class ToolSandbox:
         timeout_s: float | None = None,
         installed: Path | None = None,
         network: bool = False,
+        limits: ToolRunLimits | None = None,
     ) -> SandboxResult:
         s = self.settings
+        run_limits = limits or ToolRunLimits.defaults(s)
+        timeout_s = timeout_s or run_limits.timeout_s
         assert self._interpreter is not None
         proxy_socket = self._proxy_socket if network else None
         if network and proxy_socket is None:
@@ -252,9 +272,9 @@ class ToolSandbox:
             tmp_bytes=s.tool_file_mb * _MIB,
             runner_source=RUNNER_SOURCE,
         )
-        limits = {
-            "RLIMIT_AS": s.tool_memory_mb * _MIB,
-            "RLIMIT_NPROC": s.tool_max_procs,
+        rlimits = {
+            "RLIMIT_AS": run_limits.memory_mb * _MIB,
+            "RLIMIT_NPROC": run_limits.max_procs,
             "RLIMIT_FSIZE": s.tool_file_mb * _MIB,
             "RLIMIT_NOFILE": s.tool_open_files,
             "RLIMIT_CORE": 0,
@@ -262,17 +282,24 @@ class ToolSandbox:
         paths = [REQUIREMENTS_MOUNT] if installed is not None else []
         paths += [PACKAGES_MOUNT] if s.tool_packages_dir is not None else []
         proxy = PROXY_SOCKET_MOUNT if proxy_socket is not None else None
-        return await self._execute(argv, source, name, args, env, limits, paths, timeout_s, self._run_as, proxy)
+        return await self._execute(argv, source, name, args, env, rlimits, paths, timeout_s, self._run_as, proxy)
 
     async def _run_unsafe(
-        self, source: str, name: str, args: dict, env: dict[str, str], installed: Path | None = None
+        self,
+        source: str,
+        name: str,
+        args: dict,
+        env: dict[str, str],
+        installed: Path | None = None,
+        limits: ToolRunLimits | None = None,
     ) -> SandboxResult:
         # The old behaviour: the server's interpreter, its packages, this machine's files and network.
         s = self.settings
+        run_limits = limits or ToolRunLimits.defaults(s)
         argv = [sys.executable, "-I", "-X", "utf8", "-c", RUNNER_SOURCE]
-        limits = {"RLIMIT_AS": s.tool_memory_mb * _MIB, "RLIMIT_FSIZE": s.tool_file_mb * _MIB, "RLIMIT_CORE": 0}
+        rlimits = {"RLIMIT_AS": run_limits.memory_mb * _MIB, "RLIMIT_FSIZE": s.tool_file_mb * _MIB, "RLIMIT_CORE": 0}
         paths = [str(installed)] if installed is not None else []
-        return await self._execute(argv, source, name, args, env, limits, paths, None, None)
+        return await self._execute(argv, source, name, args, env, rlimits, paths, run_limits.timeout_s, None)
 
     async def _execute(
         self,

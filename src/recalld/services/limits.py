@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 from recalld import ids
 from recalld.errors import InvalidInput, NotFound
+from recalld.sandbox import ToolRunLimits
 from recalld.settings import Settings
 from recalld.store import org_limits as limits_store
 from recalld.store import orgs as orgs_store
@@ -29,6 +30,9 @@ class OrgLimits:
     max_storage_mb: int
     max_tool_seconds_per_min: float
     tool_network: bool
+    tool_timeout_s: float
+    tool_memory_mb: int
+    tool_max_procs: int
 
     @classmethod
     def defaults(cls, settings: Settings) -> OrgLimits:
@@ -42,18 +46,29 @@ class OrgLimits:
             max_storage_mb=settings.limit_max_storage_mb,
             max_tool_seconds_per_min=settings.limit_max_tool_seconds_per_min,
             tool_network=settings.limit_tool_network,
+            tool_timeout_s=settings.tool_timeout_s,
+            tool_memory_mb=settings.tool_memory_mb,
+            tool_max_procs=settings.tool_max_procs,
         )
+
+    def tool_run_limits(self) -> ToolRunLimits:
+        return ToolRunLimits(self.tool_timeout_s, self.tool_memory_mb, self.tool_max_procs)
 
 
 LIMIT_NAMES = tuple(f.name for f in fields(OrgLimits))
 # The smallest value each limit takes (a rate and a burst of 0 would refuse everything: that is what revoking
 # the organization's keys is for).
 _MINIMUM = {"requests_per_s": 0.01, "burst": 1, "concurrent_turns": 1, "queued_turns": 0, "max_steps": 1,
-            "max_passages": 0, "max_storage_mb": 0, "max_tool_seconds_per_min": 0}
+            "max_passages": 0, "max_storage_mb": 0, "max_tool_seconds_per_min": 0,
+            "tool_timeout_s": 0.1, "tool_memory_mb": 32, "tool_max_procs": 2}
+# The tool limits an override may not exceed: the operator's ceilings (R23), named by their settings.
+_CEILING = {"tool_timeout_s": ("tool_timeout_max_s", "RECALLD_TOOL_TIMEOUT_MAX_S"),
+            "tool_memory_mb": ("tool_memory_max_mb", "RECALLD_TOOL_MEMORY_MAX_MB"),
+            "tool_max_procs": ("tool_max_procs_max", "RECALLD_TOOL_MAX_PROCS_MAX")}
 
 
-def check_values(values: dict) -> None:
-    """Refuse unknown limits and values out of range, naming them."""
+def check_values(values: dict, settings: Settings) -> None:
+    """Refuse unknown limits and values out of range (below the minimum, over a tool ceiling), naming them."""
     for name, value in values.items():
         if name not in LIMIT_NAMES:
             raise InvalidInput(f"Unknown limit '{name}'; limits are {list(LIMIT_NAMES)}")
@@ -64,6 +79,21 @@ def check_values(values: dict) -> None:
                 raise InvalidInput("tool_network must be on or off")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < _MINIMUM[name]:
             raise InvalidInput(f"{name} must be a number of at least {_MINIMUM[name]}")
+        elif name in _CEILING:
+            setting, env_name = _CEILING[name]
+            ceiling = getattr(settings, setting)
+            if value > ceiling:
+                raise InvalidInput(f"{name} may be at most {ceiling:g}, the ceiling this server sets ({env_name})")
+        if name in ("tool_memory_mb", "tool_max_procs") and not isinstance(value, int):
+            raise InvalidInput(f"{name} must be a whole number")
+
+
+def _within_ceilings(values: dict, settings: Settings) -> dict:
+    """An override stored under a higher ceiling holds only up to today's."""
+    return {
+        name: min(value, getattr(settings, _CEILING[name][0])) if name in _CEILING else value
+        for name, value in values.items()
+    }
 
 
 class LimitBook:
@@ -81,7 +111,10 @@ class LimitBook:
     async def refresh(self) -> None:
         async with self.router.read(ids.DEFAULT_ORG_ID) as conn:
             overrides = await limits_store.all_overrides(conn)
-        self._resolved = {org_id: replace(self.defaults, **values) for org_id, values in overrides.items()}
+        self._resolved = {
+            org_id: replace(self.defaults, **_within_ceilings(values, self.settings))
+            for org_id, values in overrides.items()
+        }
 
     async def run_forever(self) -> None:
         while True:
@@ -95,7 +128,7 @@ class LimitBook:
 
     async def set_limits(self, org_name: str, values: dict) -> dict:
         """Set (a value) or reset to the default (None) limits of the organization named; its limits after."""
-        check_values(values)
+        check_values(values, self.settings)
         async with self.router.write(ids.DEFAULT_ORG_ID) as conn:
             org = await orgs_store.get_org_by_name(conn, org_name)
             if org is None:
@@ -115,7 +148,7 @@ class LimitBook:
         out = []
         for org_id, name in sorted(names.items(), key=lambda item: item[1]):
             own = overrides.get(org_id, {})
-            limits = replace(self.defaults, **own)
+            limits = replace(self.defaults, **_within_ceilings(own, self.settings))
             out.append({
                 "organization": name,
                 "organization_id": org_id,

@@ -56,6 +56,7 @@ class TurnToolServices:
         secrets: dict[str, str] | None = None,
         box: Any | None = None,
         network: bool = False,
+        limits: Any | None = None,
     ):
         self.router = router
         self.caller = caller
@@ -68,6 +69,8 @@ class TurnToolServices:
         self.box = box
         # The organization's tool_network switch (R22/R23): the sandbox's proxied network, else none.
         self.network = network
+        # The organization's tool wall time, memory and process count (a sandbox ToolRunLimits; None: settings).
+        self.limits = limits
         self._tool_env: dict[str, str] | None = None
 
     async def run_custom_tool(self, source: str, name: str, args: dict, pip_requirements: list | None) -> Any:
@@ -85,7 +88,8 @@ class TurnToolServices:
             configured = {key: self._open(value) for key, value in stored.items()}
             self._tool_env = {**configured, **self.secrets}
         return await self.sandbox.run(
-            self.caller.org_id, source, name, args, self._tool_env, requirements, network=self.network
+            self.caller.org_id, source, name, args, self._tool_env, requirements, network=self.network,
+            limits=self.limits,
         )
 
     def _open(self, stored: str) -> str:

@@ -35,7 +35,7 @@ from recalld.llm.providers import ChatClients
 from recalld.llm.types import Usage
 from recalld.obs import metrics
 from recalld.obs.context import bind_run, turn_scope
-from recalld.sandbox import ToolSandbox
+from recalld.sandbox import ToolRunLimits, ToolSandbox
 from recalld.secrets_box import SecretsBox
 from recalld.services.admission import Admission
 from recalld.services.caller import Caller
@@ -155,6 +155,12 @@ class TurnService:
         if self.admission is None:
             return self.settings.limit_tool_network
         return self.admission.book.for_org(org_id).tool_network
+
+    def _tool_run_limits(self, org_id: str) -> ToolRunLimits:
+        """The organization's tool wall time, memory and process count (`recalld orgs set-limits`, R23)."""
+        if self.admission is None:
+            return ToolRunLimits.defaults(self.settings)
+        return self.admission.book.for_org(org_id).tool_run_limits()
 
     def _secrets(self, agent: dict) -> dict[str, str]:
         stored = agent.get("secrets")
@@ -460,6 +466,7 @@ class TurnService:
             secrets=self._secrets(state.agent),
             box=self.box,
             network=self._tool_network(org_id),
+            limits=self._tool_run_limits(org_id),
         )
         if self.tool_budget is not None:  # custom tools spend the organization's tool seconds (R22)
             runner: ToolRunner = BudgetedToolRunner(

@@ -18,6 +18,9 @@ LIMIT_COLUMNS = (
     "max_storage_mb",
     "max_tool_seconds_per_min",
     "tool_network",
+    "tool_timeout_s",
+    "tool_memory_mb",
+    "tool_max_procs",
 )
 
 

@@ -468,6 +468,9 @@ org_limits = Table(
     Column("max_storage_mb", BigInteger(), nullable=True),
     Column("max_tool_seconds_per_min", Float(), nullable=True),
     Column("tool_network", Boolean(), nullable=True),
+    Column("tool_timeout_s", Float(), nullable=True),
+    Column("tool_memory_mb", Integer(), nullable=True),
+    Column("tool_max_procs", Integer(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("organization_id"),
 )
