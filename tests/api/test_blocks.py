@@ -108,6 +108,60 @@ def test_update_block_over_limit_keeps_old_value(client):
     assert got.value == "small" and got.limit == 10
 
 
+def test_update_block_with_every_letta_field_applies_each(client):
+    """Every field of Letta's BlockUpdate, sent at once, is applied with its meaning, none dropped."""
+    block = client.blocks.create(label=uniq(), value="v1", tags=["old"], project_id="p1")
+    updated = client.blocks.update(
+        block.id,
+        label="0",
+        value="",
+        limit=5,
+        description="",
+        read_only=False,
+        metadata={},
+        tags=[],
+        hidden=None,
+        is_template=False,
+        template_name="",
+        project_id="",
+        template_id="",
+        base_template_id="",
+        deployment_id="",
+        entity_id="",
+        preserve_on_migration=None,
+    )
+    got = client.blocks.retrieve(block.id)
+    for view in (updated, got):
+        assert (view.label, view.value, view.limit, view.tags, view.project_id) == ("0", "", 5, [], "")
+        assert view.template_name == "" and view.entity_id == "" and view.is_template is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("read_only", None),
+        ("is_template", None),
+        ("project_id", "p" * 129),
+        ("template_id", "t" * 129),
+        ("template_name", "n" * 513),
+    ],
+    ids=["null-read_only", "null-is_template", "long-project_id", "long-template_id", "long-template_name"],
+)
+def test_update_block_with_unstorable_field_is_422_naming_it(client, server, field, value):
+    """A null where Letta wants a boolean, or a value wider than its column, is refused, never a 5xx."""
+    block = client.blocks.create(label=uniq(), value="kept", project_id="p1", template_name="n1")
+    r = httpx.patch(f"{server.url}/v1/blocks/{block.id}", json={field: value, "value": "changed"}, timeout=10)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"]
+    got = client.blocks.retrieve(block.id)
+    assert (got.value, got.project_id, got.template_name, got.read_only) == ("kept", "p1", "n1", False)
+
+
+def test_create_block_with_too_long_project_id_is_422(server):
+    r = httpx.post(f"{server.url}/v1/blocks/", json={"label": uniq(), "project_id": "p" * 129}, timeout=10)
+    assert r.status_code == 422 and "project_id" in r.json()["detail"]
+
+
 def test_update_block_recompiles_every_attached_agent(client, server):
     block = client.blocks.create(label=uniq("shared"), value="before")
     a1 = client.agents.create(model=MODEL, block_ids=[block.id])

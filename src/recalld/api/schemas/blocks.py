@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
 from .types import BlockText, Bool, Int32, JSONObject, Name, RequestModel, ResponseModel, Text
+
+# The widths of the blocks table's columns (store/schema.py): a longer value is refused with 422 naming the
+# field instead of failing in PostgreSQL.
+TemplateName = Annotated[Text, Field(max_length=512)]
+RefId = Annotated[Text, Field(max_length=128)]
 
 
 class BlockCreate(RequestModel):
@@ -20,12 +26,12 @@ class BlockCreate(RequestModel):
     tags: list[Text] | None = None
     hidden: Bool | None = None
     is_template: Bool = False
-    template_name: Text | None = None
-    project_id: Text | None = None
-    template_id: Text | None = None
-    base_template_id: Text | None = None
-    deployment_id: Text | None = None
-    entity_id: Text | None = None
+    template_name: TemplateName | None = None
+    project_id: RefId | None = None
+    template_id: RefId | None = None
+    base_template_id: RefId | None = None
+    deployment_id: RefId | None = None
+    entity_id: RefId | None = None
     preserve_on_migration: Bool | None = None
 
 
@@ -36,17 +42,19 @@ class BlockUpdate(RequestModel):
     value: BlockText | None = None
     limit: Int32 | None = Field(default=None, ge=1)
     description: Text | None = None
-    read_only: Bool | None = None
+    # Letta types these two as plain booleans: null is refused (422 naming the field), not stored into a
+    # NOT NULL column; a field left out is not changed (the route applies only the fields sent).
+    read_only: Bool = False
     metadata: JSONObject | None = None
     tags: list[Text] | None = None
     hidden: Bool | None = None
-    is_template: Bool | None = None
-    template_name: Text | None = None
-    project_id: Text | None = None
-    template_id: Text | None = None
-    base_template_id: Text | None = None
-    deployment_id: Text | None = None
-    entity_id: Text | None = None
+    is_template: Bool = False
+    template_name: TemplateName | None = None
+    project_id: RefId | None = None
+    template_id: RefId | None = None
+    base_template_id: RefId | None = None
+    deployment_id: RefId | None = None
+    entity_id: RefId | None = None
     preserve_on_migration: Bool | None = None
 
 
