@@ -108,10 +108,11 @@ def flood():
             statuses[answer.status_code] += 1
             if answer.status_code == 429 and not refused:
                 refused.append({"retry_after": answer.headers.get("Retry-After"), "body": answer.json()})
+started = time.monotonic()
 threads = [threading.Thread(target=flood) for _ in range(3)]
 for t in threads: t.start()
 for t in threads: t.join()
-print(json.dumps({"statuses": statuses, "refused": refused[:1]}))
+print(json.dumps({"statuses": statuses, "refused": refused[:1], "elapsed_s": time.monotonic() - started}))
 """
 
 
@@ -124,14 +125,17 @@ def test_flooding_org_gets_429_while_another_org_keeps_its_latency(limits_server
 
     # A change of limits reaches the running server within seconds, without a restart.
     limits_server.cli("orgs", "set-limits", "--org", flood_name, "--requests-per-s", "20", "--burst", "20")
+    deadline = time.monotonic() + 10
+    with http(limits_server, flood_key) as probe:
+        # Faster than the new 20/s, far slower than the default 500/s: a 429 means the new limit is in force.
+        while probe.get("/v1/blocks/").status_code != 429:
+            assert time.monotonic() < deadline, "the new limit never reached the server"
+            time.sleep(0.01)
+    # The flood starts once the limit is in force (before, the default limits apply).
     flood = subprocess.Popen([sys.executable, "-c", FLOOD, limits_server.url, flood_key, "6"],
                              stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 5
-        with http(limits_server, flood_key) as probe:
-            while probe.get("/v1/blocks/").status_code != 429:
-                assert time.monotonic() < deadline, "the new limit never reached the server"
-                time.sleep(0.05)
+        time.sleep(0.5)
         loaded_ms, ok = _p50_ms(calm, 100)  # every one of these must succeed: no exception
         out, _ = flood.communicate(timeout=30)
     finally:
@@ -143,8 +147,9 @@ def test_flooding_org_gets_429_while_another_org_keeps_its_latency(limits_server
     flooded = json.loads(out)
     statuses = {int(code): n for code, n in flooded["statuses"].items()}
     print(f"calm p50: idle {baseline_ms:.1f} ms, during the flood {loaded_ms:.1f} ms; flood answers {statuses}")
-    # Served: the burst and 20 a second for the 6 s, no more (the probe took some of them too).
-    assert set(statuses) == {200, 429} and statuses[200] <= 20 + 20 * 6 + 2 and statuses[429] > statuses[200]
+    # Served: at most the burst and 20 a second for as long as the flood ran (its last answers may come late).
+    served_max = 20 + 20 * flooded["elapsed_s"] + 2
+    assert set(statuses) == {200, 429} and statuses[200] <= served_max and statuses[429] > statuses[200]
     first = flooded["refused"][0]
     assert int(first["retry_after"]) >= 1
     assert "requests_per_s" in first["body"]["detail"] and "burst" in first["body"]["detail"]
@@ -392,6 +397,12 @@ def test_big_tool_source_does_not_stall_other_organizations(limits_server):
     assert len(source) < 256 * 1024
     with http(limits_server, other_key) as other:
         other.get("/v1/health/")
+        # The machine's own jitter: the worst of as many idle health checks as the creation below takes, about.
+        idle_worst = 0.0
+        for _ in range(20):
+            started = time.perf_counter()
+            other.get("/v1/health/")
+            idle_worst = max(idle_worst, time.perf_counter() - started)
         worst = 0.0
         with ThreadPoolExecutor(1) as pool:
             created = pool.submit(lambda: http(limits_server, key).post("/v1/tools/", json={"source_code": source}))
@@ -400,7 +411,8 @@ def test_big_tool_source_does_not_stall_other_organizations(limits_server):
                 assert other.get("/v1/health/").status_code == 200
                 worst = max(worst, time.perf_counter() - started)
         assert created.result().status_code == 200
-    assert worst < 0.2, worst  # parsed inline, this source stalls the loop ~0.35 s
+    # Parsed inline, this source stalls the loop ~0.35 s on a quiet machine; a loaded one adds its own jitter.
+    assert worst < max(0.2, 4 * idle_worst), (worst, idle_worst)
 
 
 # --- the command ------------------------------------------------------------------------------------------
@@ -498,6 +510,12 @@ def test_a_turn_with_blocks_at_the_cap_does_not_stall_other_organizations(limits
     agent = client.agents.create(model=MODEL, block_ids=[b.id for b in blocks], context_window_limit=10_000_000)
     with http(limits_server, other_key) as other:
         other.get("/v1/health/")
+        # The machine's own jitter: the worst of as many idle health checks as the creation below takes, about.
+        idle_worst = 0.0
+        for _ in range(20):
+            started = time.perf_counter()
+            other.get("/v1/health/")
+            idle_worst = max(idle_worst, time.perf_counter() - started)
         worst = 0.0
         with ThreadPoolExecutor(1) as pool:
             turn = pool.submit(client.agents.messages.create, agent.id, messages=[user("hi")])
