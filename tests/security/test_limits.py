@@ -390,19 +390,24 @@ def test_blocks_per_agent_over_the_cap_is_400_and_changes_nothing(limits_server)
     assert sorted(b.label for b in client.agents.blocks.list(agent.id)) == ["b0", "b1", "b2"]
 
 
+def _idle_worst(client: httpx.Client) -> float:
+    """The machine's own jitter: the slowest of 20 idle health checks (a loaded machine adds it to any stall)."""
+    client.get("/v1/health/")
+    worst = 0.0
+    for _ in range(20):
+        started = time.perf_counter()
+        client.get("/v1/health/")
+        worst = max(worst, time.perf_counter() - started)
+    return worst
+
+
 def test_big_tool_source_does_not_stall_other_organizations(limits_server):
     _, key = new_org(limits_server)
     _, other_key = new_org(limits_server)
     source = SLEEPER.replace("def nap", "def nap_big") + "\n".join(f"x{i} = {i}" for i in range(18_000))
     assert len(source) < 256 * 1024
     with http(limits_server, other_key) as other:
-        other.get("/v1/health/")
-        # The machine's own jitter: the worst of as many idle health checks as the creation below takes, about.
-        idle_worst = 0.0
-        for _ in range(20):
-            started = time.perf_counter()
-            other.get("/v1/health/")
-            idle_worst = max(idle_worst, time.perf_counter() - started)
+        idle_worst = _idle_worst(other)
         worst = 0.0
         with ThreadPoolExecutor(1) as pool:
             created = pool.submit(lambda: http(limits_server, key).post("/v1/tools/", json={"source_code": source}))
@@ -509,13 +514,7 @@ def test_a_turn_with_blocks_at_the_cap_does_not_stall_other_organizations(limits
     blocks = [client.blocks.create(label=f"big{i}", value="word " * 200_000, limit=1_000_000) for i in range(3)]
     agent = client.agents.create(model=MODEL, block_ids=[b.id for b in blocks], context_window_limit=10_000_000)
     with http(limits_server, other_key) as other:
-        other.get("/v1/health/")
-        # The machine's own jitter: the worst of as many idle health checks as the creation below takes, about.
-        idle_worst = 0.0
-        for _ in range(20):
-            started = time.perf_counter()
-            other.get("/v1/health/")
-            idle_worst = max(idle_worst, time.perf_counter() - started)
+        idle_worst = _idle_worst(other)
         worst = 0.0
         with ThreadPoolExecutor(1) as pool:
             turn = pool.submit(client.agents.messages.create, agent.id, messages=[user("hi")])
@@ -525,4 +524,5 @@ def test_a_turn_with_blocks_at_the_cap_does_not_stall_other_organizations(limits
                 worst = max(worst, time.perf_counter() - started)
                 time.sleep(0.005)
         assert turn.result().stop_reason.stop_reason == "end_turn"
-    assert worst < 0.25, worst  # tokenizing the 3 M-character prompt on the loop stalls it ~0.4-0.6 s
+    # Tokenizing the 3 M-character prompt on the loop stalls it ~0.4-0.6 s on a quiet machine.
+    assert worst < max(0.25, 4 * idle_worst), (worst, idle_worst)
